@@ -1,0 +1,57 @@
+"""`connector check`: is this installation able to work? Config, source, mapping, Jobylon — each
+problem explained, nothing created."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from connector.config import Settings
+from connector.errors import AuthError, JobylonError, SourceError, TransientError
+from connector.jobylon import JobylonClient
+from connector.mapping import Mapper
+from connector.sources import open_source
+
+
+def run_checks(settings: Settings, out: Console, *, sample: int = 20) -> int:
+    ok = True
+    out.print("[green]ok[/]   config is valid")
+    if not settings.jobylon.verify_tls:
+        out.print("[yellow]warn[/] jobylon.verify_tls = false: Jobylon's TLS certificate is not checked")
+
+    source = open_source(settings.source, settings.retry)
+    try:
+        fetched = source.fetch(since=None)
+    except SourceError as exc:
+        ok = False
+        out.print(f"[red]FAIL[/] source: {exc}", markup=True, highlight=False)
+    else:
+        mapped = Mapper(settings.mapping).map_all(fetched.items)
+        out.print(f"[green]ok[/]   source answered: {len(fetched.items)} item(s) in {fetched.pages} page(s); {len(mapped.interviews)} map cleanly")
+        if mapped.invalid:
+            ok = False
+            out.print(f"[red]FAIL[/] {len(mapped.invalid)} item(s) cannot be synced:")
+            for item in mapped.invalid[:sample]:
+                out.print(f"       {item.label}: {item.message}", markup=False, highlight=False)
+            if len(mapped.invalid) > sample:
+                out.print(f"       ... and {len(mapped.invalid) - sample} more")
+    finally:
+        source.close()
+
+    client = JobylonClient(settings.jobylon, settings.retry.model_copy(update={"attempts": 1}))
+    where = settings.jobylon.base_url
+    try:
+        client.probe()
+    except AuthError as exc:
+        ok = False
+        out.print(f"[red]FAIL[/] Jobylon at {where}: credentials refused (HTTP {exc.http_status}); check jobylon.app_id and jobylon.app_key", highlight=False)
+    except TransientError as exc:
+        ok = False
+        out.print(f"[red]FAIL[/] Jobylon at {where}: unreachable ({exc.message})", highlight=False)
+    except JobylonError as exc:
+        ok = False
+        out.print(f"[red]FAIL[/] Jobylon at {where}: unexpected answer ({exc.message})", highlight=False)
+    else:
+        out.print(f"[green]ok[/]   Jobylon at {where}: reachable, credentials accepted", highlight=False)
+    finally:
+        client.close()
+    return 0 if ok else 1

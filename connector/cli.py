@@ -1,0 +1,375 @@
+"""The `connector` command line: parses, calls the modules, formats. Errors become exit codes in one
+place (`ConnectorGroup.invoke`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from connector.config import Settings, load_settings
+from connector.engine import ActionResult, PassOptions, PassResult, build_redactor, open_engine
+from connector.errors import ConnectorError, JobylonError, UserError
+from connector.logs import setup_logging
+from connector.redact import Redactor
+from connector.store import Store
+from connector.daemon import stale_heartbeat
+from connector import views
+
+
+class ConnectorGroup(click.Group):
+    """Turns the connector's errors into a one-line message and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {_redact(ctx, str(exc))}", err=True)
+            ctx.exit(exc.exit_code)
+        except JobylonError as exc:
+            click.echo(f"error: {_redact(ctx, exc.message)}", err=True)
+            ctx.exit(4 if exc.http_status in (401, 403) else 1)
+        except ConnectorError as exc:
+            click.echo(f"error: {_redact(ctx, str(exc))}", err=True)
+            ctx.exit(1)
+
+
+def _redact(ctx: click.Context, text: str) -> str:
+    state = ctx.find_object(CliState)
+    return state.redactor.text(text) if state is not None else text
+
+
+@dataclass
+class CliState:
+    config_path: str | None
+    log_format: str | None
+    verbose: int
+    _settings: Settings | None = None
+    redactor: Redactor = Redactor()
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            self.redactor = build_redactor(self._settings)
+            obs = self._settings.observability
+            level = "DEBUG" if self.verbose else obs.log_level
+            setup_logging(self.log_format or obs.log_format, level, self.redactor)
+        return self._settings
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+def json_option(func: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
+
+
+@click.group(cls=ConnectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="CONNECTOR_CONFIG", type=click.Path(dir_okay=False), help="Config file (default config.toml, env CONNECTOR_CONFIG).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format (default: observability.log_format).")
+@click.option("-v", "--verbose", count=True, help="Debug logging.")
+@click.version_option(package_name="jobylon-connector")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_format: str | None, verbose: int) -> None:
+    """Keep Jobylon's calendar in step with your interview system.
+
+    \b
+    Quick start:   connector demo
+    One pass:      connector --config config.toml sync
+    The service:   connector --config config.toml run
+    """
+    ctx.obj = CliState(config_path, log_format, verbose)
+    setup_logging(log_format or "text", "DEBUG" if verbose else "INFO")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Plan only: show what would be sent, send nothing.")
+@click.option("--full", is_flag=True, help="Force a complete fetch (deletions by absence possible).")
+@click.option("--allow-mass-delete", is_flag=True, help="Let deletions through the mass-delete guard.")
+@click.option("--only", "only", multiple=True, metavar="REMOTE_ID", help="Sync only this remote id (repeatable).")
+@pass_state
+def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, only: tuple[str, ...]) -> None:
+    """Run one pass: fetch, plan, send the differences, record.
+
+    Exit codes: 0 ok, 1 failed items, 2 bad config, 3 a guard held deletions back, 4 credentials refused.
+    """
+    settings = state.settings()
+    options = PassOptions(full=True if full else None, dry_run=dry_run, allow_mass_delete=allow_mass_delete, only=frozenset(only) if only else None)
+    with open_engine(settings, lock=not dry_run) as engine:
+        result = _run_with_progress(engine, options)
+    out = views.console()
+    if dry_run:
+        out.print(views.plan_table(result.planned))
+    out.print(views.summary_table(result))
+    if result.error:
+        click.echo(f"{result.outcome}: {result.error}", err=True)
+    sys.exit(result.exit_code)
+
+
+def _run_with_progress(engine: Any, options: PassOptions) -> PassResult:
+    """A progress bar on a terminal; plain log lines (one per action) otherwise."""
+    if not sys.stderr.isatty():
+        return engine.run_pass(options)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=views.console(stderr=True), transient=True) as progress:
+        task = progress.add_task("sync", total=None)
+
+        def planned(total: int) -> None:
+            progress.update(task, total=total)
+
+        def advanced(_: ActionResult) -> None:
+            progress.advance(task)
+
+        engine.on_planned = planned
+        engine.on_progress = advanced
+        return engine.run_pass(options)
+
+
+@cli.command()
+@json_option
+@pass_state
+def plan(state: CliState, as_json: bool) -> None:
+    """Show what a pass would send (same as `sync --dry-run`); nothing is sent or recorded."""
+    settings = state.settings()
+    with open_engine(settings, lock=False) as engine:
+        result = engine.run_pass(PassOptions(dry_run=True))
+    if as_json:
+        views.print_json(views.plan_rows(result.planned))
+        return
+    out = views.console()
+    out.print(views.plan_table(result.planned))
+    if result.error:
+        click.echo(f"guard: {result.error}", err=True)
+
+
+@cli.command()
+@click.option("--runs", "limit", default=10, show_default=True, help="How many recent runs to show.")
+@json_option
+@pass_state
+def status(state: CliState, limit: int, as_json: bool) -> None:
+    """Last runs, events per state, open failures, in-doubt items, the next run."""
+    settings = state.settings()
+    store = Store(settings.state.path, redactor=state.redactor)
+    try:
+        document = status_document(store, limit)
+    finally:
+        store.close()
+    if as_json:
+        views.print_json(document)
+        return
+    out = views.console()
+    out.print(views.runs_table(document["runs"]))
+    out.print(views.counts_table("events", document["events"]))
+    out.print(views.counts_table("open failures", document["failures"]))
+    out.print(f"in doubt: {document['in_doubt']}    next run: {document['next_run_at'] or 'no daemon heartbeat'}")
+
+
+def status_document(store: Store, limit: int = 10) -> dict[str, Any]:
+    runs = store.runs(limit)
+    failures = store.count_open_failures()
+    return {
+        "runs": [
+            {key: run[key] for key in ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")}
+            for run in runs
+        ],
+        "events": store.count_events_by_status(),
+        "failures": failures,
+        "in_doubt": store.count_events_by_status().get("in_doubt", 0),
+        "next_run_at": None if stale_heartbeat(store.get_meta("heartbeat_at"), 60) else store.get_meta("next_run_at"),
+    }
+
+
+@cli.command()
+@pass_state
+def run(state: CliState) -> None:
+    """The service: a pass now, then every sync.interval_seconds (or sync.cron).
+
+    SIGTERM/SIGINT let the calls in flight finish and exit 0; SIGHUP reloads the config.
+    """
+    from connector.daemon import run_daemon
+
+    state.settings()  # a bad config refuses to start (exit 2)
+    sys.exit(run_daemon(state.config_path, state.log_format, bool(state.verbose)))
+
+
+FAILURE_COLUMNS = ("id", "remote_id", "action", "kind", "http_status", "message", "attempts", "first_at", "last_at", "next_attempt_at", "resolved_at")
+
+
+def failure_document(row: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:
+    document = {key: row[key] for key in FAILURE_COLUMNS}
+    if detail:
+        document["request"] = json.loads(row["request"]) if row["request"] else None
+        document["response"] = row["response"]
+    return document
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def failures(ctx: click.Context) -> None:
+    """The dead-letter list: what could not be synced, and why. Without a subcommand: `list`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(failures_list)
+
+
+def _open_store(state: CliState) -> Store:
+    settings = state.settings()
+    return Store(settings.state.path, redactor=state.redactor)
+
+
+@failures.command("list")
+@click.option("--kind", type=click.Choice(["transient", "permanent", "in_doubt"]), default=None)
+@click.option("--open/--all", "only_open", default=True, help="Open failures only (default), or all, resolved included.")
+@json_option
+@pass_state
+def failures_list(state: CliState, kind: str | None = None, only_open: bool = True, as_json: bool = False) -> None:
+    """List failures: remote id, action, kind, attempts, times, HTTP status, message."""
+    store = _open_store(state)
+    try:
+        rows = [failure_document(r) for r in store.failures(kind=kind, include_resolved=not only_open)]
+    finally:
+        store.close()
+    if as_json:
+        views.print_json(rows)
+        return
+    views.console().print(views.failures_table(rows, "open failures" if only_open else "all failures"))
+
+
+@failures.command("show")
+@click.argument("failure_id", type=int)
+@json_option
+@pass_state
+def failures_show(state: CliState, failure_id: int, as_json: bool) -> None:
+    """One failure in full: the redacted request that was sent and Jobylon's answer."""
+    store = _open_store(state)
+    try:
+        row = store.failure(failure_id)
+    finally:
+        store.close()
+    if row is None:
+        raise UserError(f"no failure with id {failure_id} (see `connector failures list --all`)")
+    document = failure_document(row, detail=True)
+    if as_json:
+        views.print_json(document)
+        return
+    views.console().print(views.failure_panel(document))
+
+
+@cli.command()
+@click.argument("failure_ids", nargs=-1, type=int)
+@click.option("--all", "replay_all", is_flag=True, help="Every open failure.")
+@click.option("--kind", type=click.Choice(["transient", "permanent"]), default=None, help="Every open failure of this kind.")
+@click.option("--remote-id", "remote_ids", multiple=True, help="This remote id (repeatable).")
+@pass_state
+def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind: str | None, remote_ids: tuple[str, ...]) -> None:
+    """Re-attempt failed items now, with the latest source data; prints the outcome per item.
+
+    In-doubt creates are not replayed: decide them with `connector resolve`.
+    """
+    settings = state.settings()
+    if not (failure_ids or replay_all or kind or remote_ids):
+        raise click.UsageError("name failure ids, or use --all, --kind or --remote-id")
+    with open_engine(settings) as engine:
+        chosen = set(remote_ids)
+        rows = engine.store.failures()
+        wanted = set(failure_ids)
+        known_ids = {r["id"] for r in engine.store.failures(include_resolved=True)}
+        missing = sorted(wanted - known_ids)
+        if missing:
+            raise UserError(f"no failure with id {', '.join(map(str, missing))}")
+        for row in rows:
+            if replay_all or row["id"] in wanted or (kind and row["kind"] == kind):
+                chosen.add(row["remote_id"])
+        in_doubt = sorted(r["remote_id"] for r in rows if r["kind"] == "in_doubt" and r["remote_id"] in chosen)
+        for remote_id in in_doubt:
+            click.echo(f"{remote_id}: in doubt; not replayed (use `connector resolve {remote_id} --event-id N | --recreate | --forget`)", err=True)
+        chosen -= set(in_doubt)
+        if not chosen:
+            click.echo("nothing to replay", err=True)
+            return
+        result = engine.run_pass(PassOptions(full=True, only=frozenset(chosen), replay=True))
+    out = views.console()
+    out.print(views.replay_table(result, sorted(chosen)))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("remote_id")
+@click.option("--event-id", type=int, default=None, help="The in-doubt create did reach Jobylon as this event.")
+@click.option("--forget", is_flag=True, help="Drop the mapping; Jobylon is not touched.")
+@click.option("--recreate", is_flag=True, help="The create did not reach Jobylon: create it anew now.")
+@pass_state
+def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool, recreate: bool) -> None:
+    """Operator repair of one mapping, e.g. an in-doubt create. Recorded in `operations`."""
+    if sum((event_id is not None, forget, recreate)) != 1:
+        raise click.UsageError("give exactly one of --event-id N, --forget, --recreate")
+    settings = state.settings()
+    from connector.model import FIXED_FIELDS, payload_hash
+    from connector.store import utcnow
+
+    with open_engine(settings) as engine:
+        store = engine.store
+        row = store.event(remote_id)
+        if row is None and not forget:
+            raise UserError(f"{remote_id}: not in the state database")
+        now = utcnow()
+        if event_id is not None:
+            request = store.last_request(remote_id) or (json.loads(row["payload"]) if row and row["payload"] else None)
+            fixed = payload_hash({name: request.get(name) for name in FIXED_FIELDS}) if request else None
+            store.resolve_with_event(remote_id, event_id, fixed, now)
+            click.echo(f"{remote_id}: mapped to event {event_id}; the next pass updates it to match the source")
+        elif forget:
+            store.forget(remote_id, now)
+            click.echo(f"{remote_id}: mapping dropped; Jobylon untouched")
+        else:
+            if row and row["event_id"] is not None and row["status"] not in ("in_doubt", "deleted"):
+                raise UserError(f"{remote_id}: mapped to live event {row['event_id']}; recreate only applies to items without an event")
+            store.mark_for_create(remote_id, now)
+            result = engine.run_pass(PassOptions(full=True, only=frozenset({remote_id}), replay=True))
+            views.console().print(views.replay_table(result, [remote_id]))
+            sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.option("--sample", default=20, show_default=True, help="How many invalid items to show.")
+@pass_state
+def check(state: CliState, sample: int) -> None:
+    """Validate the config, read the source and map it, reach Jobylon (nothing is created).
+
+    Exit 0 only when all is well.
+    """
+    from connector.checks import run_checks
+
+    settings = state.settings()
+    sys.exit(run_checks(settings, views.console(), sample=sample))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8765, show_default=True, help="Port (0 picks a free one).")
+@click.option("--fault-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of API calls that fail (429, 500, 503, drops, latency, apply-then-500).")
+@click.option("--seed", default=None, type=int, help="Seed for the fault generator.")
+def sandbox(host: str, port: int, fault_rate: float, seed: int | None) -> None:
+    """Run the Jobylon Push API emulator on loopback (app id demo-app, app key demo-key-0123456789)."""
+    from connector.sandbox import serve_forever
+
+    try:
+        serve_forever(host=host, port=port, fault_rate=fault_rate, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@click.option("--keep", type=click.Path(file_okay=False), default=None, help="Keep the demo's config, data and state in this folder.")
+def demo(keep: str | None) -> None:
+    """Run the whole job on the embedded sandbox and sample interviews: several passes with changes."""
+    from connector.demo import run_demo
+
+    sys.exit(run_demo(keep))
+
+
+def main() -> None:
+    cli(prog_name="connector")

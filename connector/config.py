@@ -1,0 +1,334 @@
+"""The connector's configuration: a TOML file plus `CONNECTOR_<SECTION>__<KEY>` environment overrides.
+
+Every section forbids unknown keys, so a typo is an error that names the key instead of a silently
+ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jmespath
+import jmespath.exceptions
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connector.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "config.toml"
+CONFIG_ENV_VAR = "CONNECTOR_CONFIG"
+ENV_PREFIX = "CONNECTOR_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobylonConfig(Section):
+    base_url: str = "https://staging.jobylon.com"
+    events_path: str = "/p1/events/"
+    availability_path: str = "/p2/users/calendar-availability/"
+    app_id: str
+    app_key: SecretStr
+    timeout_seconds: float = Field(15, gt=0)
+    max_requests_per_second: float = Field(5, gt=0)
+    verify_tls: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http(s) URL such as https://staging.jobylon.com")
+        return value.rstrip("/")
+
+    @field_validator("events_path", "availability_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not (value.startswith("/") and value.endswith("/")):
+            raise ValueError("expected a path that starts and ends with '/', e.g. /p1/events/")
+        return value
+
+
+class BearerAuth(Section):
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class BasicAuth(Section):
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+
+class HeaderAuth(Section):
+    type: Literal["header"]
+    name: str
+    value: SecretStr
+
+
+SourceAuth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
+
+
+class PaginationConfig(Section):
+    style: Literal["none", "page", "offset", "link_header", "next_field"] = "none"
+    page_param: str = "page"
+    size_param: str = "page_size"
+    size: int = Field(100, ge=1)
+    offset_param: str = "offset"
+    next: str | None = None
+    max_pages: int = Field(10_000, ge=1)
+
+    @field_validator("next")
+    @classmethod
+    def _next_expression(cls, value: str | None) -> str | None:
+        return _check_jmespath(value)
+
+
+class FileSourceConfig(Section):
+    kind: Literal["file"]
+    path: Path
+    format: Literal["json", "ndjson", "csv"] | None = None
+    max_bytes: int = Field(200_000_000, ge=1)
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = self.path.suffix.lower().lstrip(".")
+        return {"jsonl": "ndjson", "ndjson": "ndjson", "csv": "csv"}.get(suffix, "json")
+
+
+class HttpSourceConfig(Section):
+    kind: Literal["http"]
+    url: str
+    headers: dict[str, str] = {}
+    auth: SourceAuth | None = None
+    items: str = "@"
+    timeout_seconds: float = Field(30, gt=0)
+    pagination: PaginationConfig = PaginationConfig()
+    since_param: str | None = None
+    max_bytes: int = Field(50_000_000, ge=1)
+    verify_tls: bool = True
+
+    @field_validator("items")
+    @classmethod
+    def _items_expression(cls, value: str) -> str:
+        return _check_jmespath(value) or "@"
+
+
+SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig, Field(discriminator="kind")]
+
+CANONICAL_FIELDS = (
+    "remote_id",
+    "title",
+    "description",
+    "start",
+    "end",
+    "duration_minutes",
+    "timezone",
+    "organizer_email",
+    "application_ids",
+    "location",
+    "videoconferencing",
+    "cancelled",
+    "updated_at",
+)
+
+
+class MappingConfig(Section):
+    """JMESPath expression per canonical field, evaluated over one raw item; None means unmapped."""
+
+    remote_id: str | None = "id"
+    title: str | None = "title"
+    description: str | None = "notes"
+    start: str | None = "start_at"
+    end: str | None = "end_at"
+    duration_minutes: str | None = None
+    timezone: str | None = "timezone"
+    organizer_email: str | None = "organizer.email"
+    application_ids: str | None = "candidates[].jobylon_application_id"
+    location: str | None = "location"
+    videoconferencing: str | None = "video"
+    cancelled: str | None = "status == 'cancelled'"
+    updated_at: str | None = "updated_at"
+    defaults: dict[str, Any] = {"timezone": "Europe/Stockholm", "description": ""}
+
+    @field_validator(*CANONICAL_FIELDS[:-1], "updated_at")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        return _check_jmespath(value or None)
+
+    @field_validator("defaults")
+    @classmethod
+    def _known_defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}; expected one of {', '.join(CANONICAL_FIELDS)}")
+        return value
+
+
+class SyncConfig(Section):
+    interval_seconds: float = Field(300, gt=0)
+    cron: str | None = None
+    jitter_seconds: float = Field(0, ge=0)
+    full_every: int = Field(12, ge=1)
+    concurrency: int = Field(4, ge=1, le=64)
+    past_events: Literal["ignore"] = "ignore"
+    on_fixed_field_change: Literal["recreate", "report"] = "recreate"
+    on_missing_in_jobylon: Literal["recreate", "forget"] = "recreate"
+    max_deletes: int = Field(50, ge=0)
+    max_delete_fraction: float = Field(0.2, ge=0, le=1)
+
+
+class RetryConfig(Section):
+    attempts: int = Field(5, ge=1)
+    backoff_initial_seconds: float = Field(1, ge=0)
+    backoff_max_seconds: float = Field(60, ge=0)
+    retry_after_max_seconds: float = Field(300, ge=0)
+    failed_item_backoff_seconds: list[float] = Field([60, 300, 1800, 7200], min_length=1)
+    circuit_breaker_failures: int = Field(10, ge=1)
+
+
+class StateConfig(Section):
+    path: Path = Path("state/connector.db")
+
+
+class ObservabilityConfig(Section):
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+
+class AlertsConfig(Section):
+    webhook_url: SecretStr = SecretStr("")
+    failures_threshold: int = Field(10, ge=0)
+    stale_after_seconds: float = Field(3600, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with `load_settings`, which turns errors into ConfigError."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    jobylon: JobylonConfig
+    source: SourceConfig
+    mapping: MappingConfig = MappingConfig()
+    sync: SyncConfig = SyncConfig()
+    retry: RetryConfig = RetryConfig()
+    state: StateConfig = StateConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, for redaction of anything that might echo one."""
+        values = [self.jobylon.app_key.get_secret_value(), self.alerts.webhook_url.get_secret_value()]
+        if isinstance(self.source, HttpSourceConfig) and self.source.auth is not None:
+            auth = self.source.auth
+            values.append(
+                auth.token.get_secret_value()
+                if isinstance(auth, BearerAuth)
+                else auth.password.get_secret_value()
+                if isinstance(auth, BasicAuth)
+                else auth.value.get_secret_value()
+            )
+        return [v for v in values if v]
+
+
+def _check_jmespath(expression: str | None) -> str | None:
+    if expression is None:
+        return None
+    try:
+        jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"not a valid JMESPath expression ({_first_line(exc)})") from None
+    return expression
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return Path(explicit or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str, Any] | None = None) -> Settings:
+    """Read the TOML file at `path` (or use `data`), apply env overrides, validate.
+
+    Raises ConfigError with one message per problem, each naming the key path and what was expected.
+    """
+    if data is None:
+        file = config_path(path)
+        try:
+            with open(file, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found (set --config or {CONFIG_ENV_VAR})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        origin = str(file)
+    else:
+        origin = "config"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin)) from None
+
+
+def format_validation_error(exc: ValidationError, origin: str) -> str:
+    """One line per problem: `key.path: what was expected (got <type>)`. Input values are never shown:
+    they may be secrets."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=True):
+        loc = [str(part) for part in error["loc"]]
+        # Discriminated unions add the tag to the location (`source.http.url`): drop it.
+        if len(loc) > 1 and loc[0] == "source" and loc[1] in ("file", "http"):
+            loc.pop(1)
+        if len(loc) > 2 and loc[:2] == ["source", "auth"] and loc[2] in ("bearer", "basic", "header"):
+            loc.pop(2)
+        key = ".".join(loc) or "(top level)"
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required key is missing"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            message = _tag_message(error)
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            got = error.get("input")
+            if got is not None and kind not in ("value_error",):
+                message += f" (got {type(got).__name__})"
+        lines.append(f"{key}: {message}")
+    plural = "s" if len(lines) > 1 else ""
+    return f"{origin}: invalid configuration ({len(lines)} problem{plural}):\n  " + "\n  ".join(lines)
+
+
+def _tag_message(error: Any) -> str:
+    ctx = error.get("ctx") or {}
+    expected = ctx.get("expected_tags", "")
+    tag = ctx.get("discriminator", "kind").strip("'")
+    if error["type"] == "union_tag_not_found":
+        return f"required key '{tag}' is missing; expected one of {expected}"
+    return f"'{tag}' must be one of {expected}"

@@ -1,0 +1,214 @@
+"""`connector run`: the service. APScheduler runs a pass at start and then on the schedule; signals
+stop it cleanly or reload its config; every pass feeds metrics, health, alerts and a heartbeat.
+
+- One pass at a time (max_instances=1), missed runs coalesced into one.
+- SIGTERM / SIGINT: the calls in flight finish and are recorded, no new call starts, exit 0.
+  A second signal exits at once (code 130).
+- SIGHUP: re-read and validate the config; a bad one is reported and the old one kept.
+- A pass that raises is recorded as a failed run; the service keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connector.alerts import Alerter, Observation
+from connector.config import Settings, load_settings
+from connector.engine import Engine, PassOptions, PassResult, build_redactor
+from connector.errors import ConfigError
+from connector.logs import setup_logging
+from connector.metrics import Metrics, MetricsServer
+from connector.store import Store, iso, parse_iso
+
+log = logging.getLogger("connector.daemon")
+SHUTDOWN_GRACE_SECONDS = 60
+
+
+def make_trigger(settings: Settings) -> BaseTrigger:
+    jitter = int(settings.sync.jitter_seconds) or None
+    if settings.sync.cron:
+        return CronTrigger.from_crontab(settings.sync.cron, timezone=timezone.utc)
+    return IntervalTrigger(seconds=settings.sync.interval_seconds, jitter=jitter, timezone=timezone.utc)
+
+
+def validate_schedule(settings: Settings) -> None:
+    try:
+        make_trigger(settings)
+    except ValueError as exc:
+        raise ConfigError(f"sync.cron: not a valid crontab expression ({exc})") from None
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, config_path: str | None, log_format: str | None = None, verbose: bool = False) -> None:
+        validate_schedule(settings)
+        self.settings = settings
+        self.config_path = config_path
+        self.log_format = log_format
+        self.verbose = verbose
+        self.store = Store(settings.state.path, redactor=build_redactor(settings))
+        self.store.acquire_lock()
+        self.engine = Engine(settings, self.store)
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self.alerter = self._make_alerter(settings)
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._pending_settings: Settings | None = None
+
+    def _make_alerter(self, settings: Settings) -> Alerter:
+        return Alerter(settings.alerts, lambda: self.store.get_meta("alert_conditions"), lambda v: self.store.set_meta("alert_conditions", v))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        if not self.settings.jobylon.verify_tls:
+            log.warning("jobylon.verify_tls = false: TLS certificates of Jobylon are NOT checked")
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        if self.settings.observability.metrics_port:
+            self.metrics_server = MetricsServer(self.metrics, self.settings.observability.metrics_port, self.settings.sync.interval_seconds).start()
+            log.info("metrics on http://127.0.0.1:%d/metrics and /healthz", self.metrics_server.port)
+        self.scheduler.add_job(
+            self._poll, make_trigger(self.settings), id="poll", name="sync pass",
+            max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(timezone.utc),
+        )
+        self.scheduler.start()
+        log.info("connector running (pid %d); state %s", os.getpid(), self.settings.state.path)
+        try:
+            while not self._stopping.wait(5.0):
+                self._heartbeat()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        log.info("stopping: letting the calls in flight finish")
+        done = threading.Event()
+
+        def stop_scheduler() -> None:
+            self.scheduler.shutdown(wait=True)
+            done.set()
+
+        threading.Thread(target=stop_scheduler, daemon=True).start()
+        if not done.wait(SHUTDOWN_GRACE_SECONDS):
+            log.error("the pass did not stop within %d s; exiting anyway", SHUTDOWN_GRACE_SECONDS)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        self.store.set_meta("next_run_at", None)
+        self.store.set_meta("heartbeat_at", None)
+        self.engine.close()
+        self.store.close()
+        log.info("stopped")
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            os._exit(130)
+        log.info("received %s", signal.Signals(signum).name)
+        self.engine.request_stop("shutdown")
+        self._stopping.set()
+
+    def _on_reload_signal(self, signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=self.reload, name="reload", daemon=True).start()
+
+    def reload(self) -> bool:
+        """Validate the config file again; apply it before the next pass, or keep the old one."""
+        try:
+            settings = load_settings(self.config_path)
+            validate_schedule(settings)
+        except ConfigError as exc:
+            log.error("SIGHUP: the new config is invalid, keeping the old one: %s", exc)
+            return False
+        if settings.state.path != self.settings.state.path:
+            log.error("SIGHUP: state.path cannot change while running (%s); keeping the old config", settings.state.path)
+            return False
+        self._pending_settings = settings
+        log.info("SIGHUP: new config validated; it applies from the next pass")
+        if settings.sync != self.settings.sync:
+            self.scheduler.reschedule_job("poll", trigger=make_trigger(settings))
+        return True
+
+    def _apply_pending_settings(self) -> None:
+        settings, self._pending_settings = self._pending_settings, None
+        if settings is None:
+            return
+        self.engine.close()
+        self.settings = settings
+        self.engine = Engine(settings, self.store)
+        self.alerter = self._make_alerter(settings)
+        self.engine.redactor = build_redactor(settings)
+        setup_logging(self.log_format or settings.observability.log_format, "DEBUG" if self.verbose else settings.observability.log_level, self.engine.redactor)
+        log.info("config reloaded")
+
+    # -- a poll ------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._apply_pending_settings()
+        started = time.monotonic()
+        result: PassResult | None = None
+        error = None
+        try:
+            result = self.engine.run_pass(PassOptions())
+        except Exception as exc:  # recorded as a failed run by the engine; the service goes on
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("pass raised: %s", error)
+        try:
+            self._after_pass(result, time.monotonic() - started, error)
+        except Exception:
+            log.exception("could not record metrics, alerts or heartbeat after the pass")
+
+    def _after_pass(self, result: PassResult | None, seconds: float, error: str | None) -> None:
+        failures = self.store.count_open_failures()
+        in_doubt = failures.get("in_doubt", 0)
+        self.metrics.observe_pass(result, seconds, failures, in_doubt, error)
+        last_success = parse_iso(self.store.get_meta("last_success_at"))
+        if result is not None and result.outcome in ("ok", "failed_items"):
+            last_success = datetime.now(timezone.utc)
+            self.store.set_meta("last_success_at", iso(last_success))
+        self.alerter.evaluate(
+            Observation(
+                outcome=result.outcome if result is not None else "error",
+                error=(result.error if result is not None else error),
+                open_failures=sum(failures.values()),
+                last_success_at=last_success,
+                now=datetime.now(timezone.utc),
+            )
+        )
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        job = self.scheduler.get_job("poll") if self.scheduler.running else None
+        next_run = job.next_run_time if job is not None else None
+        try:
+            self.store.set_meta("heartbeat_at", iso(datetime.now(timezone.utc)))
+            self.store.set_meta("next_run_at", iso(next_run) if next_run else None)
+        except Exception as exc:  # a locked database must not stop the service
+            log.warning("heartbeat not written: %s", exc)
+
+
+def run_daemon(config_path: str | None, log_format: str | None, verbose: bool) -> int:
+    settings = load_settings(config_path)
+    setup_logging(log_format or settings.observability.log_format, "DEBUG" if verbose else settings.observability.log_level, build_redactor(settings))
+    daemon = Daemon(settings, config_path=config_path, log_format=log_format, verbose=verbose)
+    return daemon.run()
+
+
+def stale_heartbeat(heartbeat_at: str | None, interval_seconds: float) -> bool:
+    moment = parse_iso(heartbeat_at)
+    return moment is None or datetime.now(timezone.utc) - moment > timedelta(seconds=max(10, interval_seconds))
+

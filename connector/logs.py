@@ -1,0 +1,58 @@
+"""Log set-up: one line per record as text or JSON, secrets masked, control characters escaped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+from connector.redact import RedactingFilter, Redactor
+
+FIELDS = ("event", "remote_id", "event_id", "action", "outcome", "duration_ms", "run_id")
+
+
+def _escape(text: str) -> str:
+    """Keep one record on one line: a newline from a source field cannot forge a log line."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace("\x1b", "\\x1b")
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = f"{stamp} {record.levelname:<7} {_escape(record.getMessage())}"
+        if record.exc_info:
+            line += " | " + _escape(self.formatException(record.exc_info))
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                data[name] = value
+        data.setdefault("event", "log")
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def setup_logging(fmt: str = "text", level: str = "INFO", redactor: Redactor | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter(redactor or Redactor()))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # urllib3's debug lines name hosts and paths only, but keep them out unless asked for.
+    logging.getLogger("urllib3").setLevel(max(logging.getLevelName(level), logging.INFO) if isinstance(logging.getLevelName(level), int) else logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

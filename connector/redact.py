@@ -1,0 +1,57 @@
+"""Keeps secrets out of everything the connector writes: log records, error text, stored requests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "**********"
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+
+    def data(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like structure."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
+
+
+class RedactingFilter(logging.Filter):
+    """Applied to every handler: formats the message once, masks secrets, drops the args."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            try:
+                record.msg = record.getMessage()
+            except (TypeError, ValueError):
+                record.msg = str(record.msg)
+            record.args = None
+        record.msg = self.redactor.text(str(record.msg))
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            exc.args = tuple(self.redactor.text(str(a)) for a in exc.args)
+            record.exc_text = None
+        for name in ("remote_id", "error", "message"):
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, self.redactor.text(value))
+        return True

@@ -1,0 +1,95 @@
+"""How hard to try: tenacity policies for Jobylon calls, Retry-After, the request rate limiter, and the
+backoff schedule for items that keep failing across polls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from connector.config import RetryConfig
+from connector.errors import TransientError
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or datetime.now(when.tzinfo)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _WaitHonouringRetryAfter:
+    """Exponential backoff with full jitter, unless the server said how long to wait."""
+
+    def __init__(self, config: RetryConfig) -> None:
+        self._backoff = wait_random_exponential(multiplier=config.backoff_initial_seconds, max=config.backoff_max_seconds)
+        self._retry_after_max = config.retry_after_max_seconds
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), self._retry_after_max)
+        return float(self._backoff(state))
+
+
+def call_with_retries(
+    fn: Callable[[], Any],
+    config: RetryConfig,
+    *,
+    retryable: Callable[[BaseException], bool] = lambda exc: isinstance(exc, TransientError),
+    sleep: Callable[[float], None] = time.sleep,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+) -> Any:
+    """Run `fn`, retrying the exceptions `retryable` accepts; the last one is re-raised."""
+    retrying = Retrying(
+        stop=stop_after_attempt(config.attempts),
+        wait=_WaitHonouringRetryAfter(config),
+        retry=retry_if_exception(retryable),
+        reraise=True,
+        sleep=sleep,
+        before_sleep=before_sleep,
+    )
+    return retrying(fn)
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per second across threads, evenly spaced (no bursts), so the
+    connector never exceeds Jobylon's limit even for a moment."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+def next_attempt_at(attempts: int, schedule: list[float], now: datetime) -> datetime:
+    """When an item that failed transiently `attempts` times may be tried again: the schedule's
+    n-th step, its last step repeating."""
+    step = schedule[min(max(attempts, 1), len(schedule)) - 1]
+    return now + timedelta(seconds=step)

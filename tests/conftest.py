@@ -1,0 +1,145 @@
+"""Shared fixtures: a real sandbox on 127.0.0.1, a real SQLite file, a file source to edit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.config import Settings, load_settings
+from connector.engine import Engine, PassOptions, PassResult, build_redactor
+from connector.sandbox import SandboxServer
+from connector.sandbox.directory import DEMO_APP_ID, DEMO_APP_KEY
+from connector.store import Store
+
+FAST_RETRY = {
+    "attempts": 4,
+    "backoff_initial_seconds": 0.01,
+    "backoff_max_seconds": 0.05,
+    "retry_after_max_seconds": 2,
+    "failed_item_backoff_seconds": [60, 300],
+}
+
+
+def item(remote_id: str, *, days: int = 3, hour: int = 10, minutes: int = 60, apps=(1001,), **changes: Any) -> dict[str, Any]:
+    """A valid raw source item in the default mapping's shape."""
+    day = date.today() + timedelta(days=days)
+    raw = {
+        "id": remote_id,
+        "title": f"Interview {remote_id}",
+        "notes": "",
+        "start_at": f"{day.isoformat()}T{hour:02d}:00:00",
+        "minutes": minutes,
+        "timezone": "Europe/Stockholm",
+        "organizer": {"email": "recruiter@acme.example"},
+        "candidates": [{"jobylon_application_id": a} for a in apps],
+        "status": "scheduled",
+    }
+    raw.update(changes)
+    return raw
+
+
+class Harness:
+    """One connector installation: config, source file, state database, engine — against a sandbox."""
+
+    def __init__(self, folder: Path, sandbox: SandboxServer, **sections: dict[str, Any]) -> None:
+        self.folder = folder
+        self.sandbox = sandbox
+        self.source_path = folder / "interviews.json"
+        self.write([])
+        self.data: dict[str, Any] = {
+            "jobylon": {"base_url": sandbox.url, "app_id": DEMO_APP_ID, "app_key": DEMO_APP_KEY, "max_requests_per_second": 1000, "timeout_seconds": 5},
+            "source": {"kind": "file", "path": str(self.source_path), "format": "json"},
+            "mapping": {"duration_minutes": "minutes", "end": ""},
+            "sync": {"concurrency": 2},
+            "retry": dict(FAST_RETRY),
+            "state": {"path": str(folder / "state" / "connector.db")},
+        }
+        for name, values in sections.items():
+            self.data.setdefault(name, {}).update(values)
+        self._engine: Engine | None = None
+        self._store: Store | None = None
+
+    def write(self, items: list[Any]) -> None:
+        self.source_path.write_text(json.dumps(items))
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(data=self.data)
+
+    def config_file(self) -> Path:
+        """The same config as a TOML file, for subprocess runs of the CLI."""
+        lines = []
+        for section, values in self.data.items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {json.dumps(value)}")
+        path = self.folder / "config.toml"
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            settings = self.settings
+            self._store = Store(settings.state.path, redactor=build_redactor(settings))
+        return self._store
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine(self.settings, self.store)
+        return self._engine
+
+    def sync(self, **options: Any) -> PassResult:
+        options.setdefault("full", True)
+        return self.engine.run_pass(PassOptions(**options))
+
+    def reset_engine(self) -> None:
+        """Drop the engine so the next one reads the current `data`."""
+        if self._engine is not None:
+            self._engine.close()
+        self._engine = None
+
+    def close(self) -> None:
+        self.reset_engine()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def jobylon_events(self) -> list[dict[str, Any]]:
+        return self.sandbox.events(DEMO_APP_ID)
+
+    def api_requests(self) -> int:
+        return self.sandbox.stats()["requests"]
+
+
+@pytest.fixture
+def sandbox():
+    with SandboxServer(port=0, retry_after_seconds=1, seed=1).start() as server:
+        yield server
+
+
+@pytest.fixture
+def harness(tmp_path, sandbox):
+    h = Harness(tmp_path, sandbox)
+    yield h
+    h.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a real process."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("CONNECTOR_CONFIG", None) if env is None or "CONNECTOR_CONFIG" not in env else None
+    return subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
