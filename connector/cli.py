@@ -368,6 +368,7 @@ def demo(keep: str | None) -> None:
     """Run the whole job on the embedded sandbox and sample interviews: several passes with changes."""
     from connector.demo import run_demo
 
+    setup_logging("text", "WARNING")  # the demo prints what each pass did itself
     sys.exit(run_demo(keep))
 
 

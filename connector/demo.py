@@ -7,6 +7,7 @@ through the same engine `connector sync` uses, and prints what every pass did.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from datetime import date, timedelta
 from importlib import resources
@@ -75,7 +76,7 @@ def _by_id(items: list[dict[str, Any]], remote_id: str) -> dict[str, Any]:
 
 
 def run_demo(keep: str | None = None, console: Console | None = None) -> int:
-    out = console or Console()
+    out = console or Console(width=None if sys.stdout.isatty() else 130)
     holder = None if keep else tempfile.TemporaryDirectory(prefix="connector-demo-")
     folder = Path(keep or holder.name)  # type: ignore[union-attr]
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from connector.config import Settings
 from connector.errors import AuthError, ConnectorError, InDoubtError, JobylonError, NotFoundError, SourceError, TransientError
 from connector.jobylon import JobylonClient
 from connector.mapping import Mapper
-from connector.model import Interview
+from connector.model import Interview, InvalidItem
 from connector.plan import Action, Create, Delete, Invalid, Known, Plan, Policy, Recreate, Skip, Update, guard, plan
 from connector.redact import Redactor
 from connector.retry import RateLimiter
@@ -200,7 +200,7 @@ class Engine:
             max_delete_fraction=self.settings.sync.max_delete_fraction,
         )
         if options.dry_run:
-            counts = self._count(planned, [])
+            counts = self._count(planned, [], dry_run=True)
             return PassResult(None, "dry_run", counts, complete, planned, error=refusal, fetched=len(raws))
         assert run_id is not None
         held_back: list[Delete] = []
@@ -210,7 +210,7 @@ class Engine:
             actions = [a for a in actions if not (isinstance(a, Delete) and a.event_id is not None)]
             log.error("guard: %s; deletions held back (rerun with --allow-mass-delete if intended)", refusal, extra={"run_id": run_id})
         results = self._record_non_calls(run_id, actions, known, now)
-        self._resolve_fixed_items(interviews, now)
+        self._resolve_fixed_items(interviews, invalid, complete and options.only is None, now)
         calls = [a for a in actions if isinstance(a, (Create, Update, Recreate, Delete)) and not (isinstance(a, Delete) and a.event_id is None)]
         if self.on_planned:
             self.on_planned(len(calls))
@@ -274,10 +274,10 @@ class Engine:
         return PassResult(run_id, outcome, counts, complete, planned, results or [], error, fetched)
 
     @staticmethod
-    def _count(planned: Plan, results: list[ActionResult]) -> dict[str, int]:
+    def _count(planned: Plan, results: list[ActionResult], *, dry_run: bool = False) -> dict[str, int]:
         counts = {name: 0 for name in COUNT_NAMES}
         counts["unchanged"] = planned.unchanged
-        if not results:  # a dry run: count what is planned
+        if dry_run:  # count what is planned
             for action in planned.actions:
                 key = _DONE.get(action.name) or ("skipped" if action.name == "skip" else action.name)
                 counts[key] = counts.get(key, 0) + 1
@@ -313,12 +313,18 @@ class Engine:
                 results.append(ActionResult("delete", action.remote_id, None, "deleted", action.reason))
         return results
 
-    def _resolve_fixed_items(self, interviews: list[Interview], now: datetime) -> None:
-        """An item that maps again after being invalid closes its `map` failure, even when nothing
-        needs sending."""
+    def _resolve_fixed_items(self, interviews: list[Interview], invalid: list[InvalidItem], complete: bool, now: datetime) -> None:
+        """Close `map` failures of items that map again, even when nothing needs sending; after a
+        complete fetch also those of items that are gone from the source."""
         open_ids = self.store.open_failure_ids(("permanent",), ("map",))
-        if open_ids:
-            self.store.resolve_failures([d.remote_id for d in interviews if d.remote_id in open_ids], now, actions=("map",))
+        if not open_ids:
+            return
+        still_invalid = {i.label for i in invalid}
+        if complete:
+            fixed = [rid for rid in open_ids if rid not in still_invalid]
+        else:
+            fixed = [d.remote_id for d in interviews if d.remote_id in open_ids]
+        self.store.resolve_failures(fixed, now, actions=("map",))
 
     # -- calls -------------------------------------------------------------------------------
 

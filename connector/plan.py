@@ -90,6 +90,7 @@ class Delete:
     remote_id: str
     event_id: int | None
     reason: str
+    by_absence: bool = False  # absent from a complete fetch, rather than cancelled at the source
     name = "delete"
 
 
@@ -178,11 +179,11 @@ def plan(
         elif (held := _held(k, None, now)) is not None:
             result.actions.append(held)
         elif k.event_id is None:
-            result.actions.append(Delete(remote_id, None, "absent from a complete fetch; never reached Jobylon"))
+            result.actions.append(Delete(remote_id, None, "absent from a complete fetch; never reached Jobylon", by_absence=True))
         elif k.ends_at_utc is not None and k.ends_at_utc <= now:
             continue
         else:
-            result.actions.append(Delete(remote_id, k.event_id, "absent from a complete fetch"))
+            result.actions.append(Delete(remote_id, k.event_id, "absent from a complete fetch", by_absence=True))
     return result
 
 
@@ -227,7 +228,10 @@ def guard(
     max_deletes: int,
     max_delete_fraction: float,
 ) -> str | None:
-    """Why the planned deletions must not run, or None. `mapped` counts events live in Jobylon."""
+    """Why the planned deletions must not run, or None. `mapped` counts events live in Jobylon.
+
+    `max_deletes` caps every deletion; `max_delete_fraction` caps deletions by absence, the kind a
+    truncated or misconfigured source produces (a cancellation is an explicit per-item signal)."""
     deletes = len(planned.deletes)
     if not deletes:
         return None
@@ -235,6 +239,7 @@ def guard(
         return f"the source returned no interviews while {mapped} events are mapped; refusing to delete {deletes}"
     if deletes > max_deletes:
         return f"{deletes} deletions planned, above sync.max_deletes = {max_deletes}"
-    if mapped and deletes / mapped > max_delete_fraction:
-        return f"{deletes} deletions planned of {mapped} mapped events ({deletes / mapped:.0%}), above sync.max_delete_fraction = {max_delete_fraction}"
+    absent = sum(1 for d in planned.deletes if d.by_absence)
+    if mapped and absent / mapped > max_delete_fraction:
+        return f"{absent} of {mapped} mapped events ({absent / mapped:.0%}) are absent from the source, above sync.max_delete_fraction = {max_delete_fraction}"
     return None
