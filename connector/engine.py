@@ -296,16 +296,19 @@ class Engine:
         for action in actions:
             if isinstance(action, Invalid):
                 item = action.item
-                self.store.record_item_failure(
+                new = self.store.record_item_failure(
                     item.label, "map",
                     FailureRecord(kind="permanent", message=item.message, content_hash=item.content_hash),
-                    now,
+                    now, only_if_changed=True,
                 )
-                log.warning("invalid item %s: %s", item.label, item.message, extra={"run_id": run_id, "remote_id": item.label, "action": "map", "outcome": "invalid"})
+                log.log(
+                    logging.WARNING if new else logging.DEBUG, "invalid item %s: %s", item.label, item.message,
+                    extra={"run_id": run_id, "remote_id": item.label, "action": "map", "outcome": "invalid"},
+                )
                 results.append(ActionResult("invalid", item.label, action.event_id, "invalid", item.message))
             elif isinstance(action, Skip):
                 if action.report:
-                    self.store.record_item_failure(action.remote_id, "recreate", FailureRecord(kind="permanent", message=action.reason, content_hash=action.content_hash), now)
+                    self.store.record_item_failure(action.remote_id, "recreate", FailureRecord(kind="permanent", message=action.reason, content_hash=action.content_hash), now, only_if_changed=True)
                     log.warning("%s needs an operator: %s", action.remote_id, action.reason, extra={"run_id": run_id, "remote_id": action.remote_id, "outcome": "reported"})
                 results.append(ActionResult("skip", action.remote_id, action.event_id, "skipped", action.reason))
             elif isinstance(action, Delete) and action.event_id is None:

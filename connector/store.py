@@ -419,9 +419,13 @@ class Store:
             },
         )
 
-    def _upsert_failure(self, db: Database, remote_id: str, action: str, failure: FailureRecord, now: datetime) -> None:
+    def _upsert_failure(self, db: Database, remote_id: str, action: str, failure: FailureRecord, now: datetime, *, only_if_changed: bool = False) -> bool:
+        """Open a failure for this remote id, or update its open one; returns False when
+        `only_if_changed` and the open failure already says the same (same kind, action and content)."""
         request = json.dumps(self._redactor.data(failure.request)) if failure.request is not None else None
-        row = db.execute("SELECT attempts FROM failures WHERE remote_id = ? AND resolved_at IS NULL", [remote_id]).fetchone()
+        row = db.execute("SELECT attempts, kind, action, content_hash FROM failures WHERE remote_id = ? AND resolved_at IS NULL", [remote_id]).fetchone()
+        if only_if_changed and row is not None and (row[1], row[2], row[3]) == (failure.kind, action, failure.content_hash):
+            return False
         attempts = (row[0] if row else 0) + 1
         retry_at = next_attempt_at(attempts, list(failure.backoff_schedule), now) if failure.backoff_schedule else None
         values = [
@@ -448,14 +452,16 @@ class Store:
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)""",
                 values + [remote_id, iso(now)],
             )
+        return True
 
     def _resolve_failures(self, db: Database, remote_id: str, now: datetime) -> None:
         db.execute("UPDATE failures SET resolved_at = ?, next_attempt_at = NULL WHERE remote_id = ? AND resolved_at IS NULL", [iso(now), remote_id])
 
-    def record_item_failure(self, remote_id: str, action: str, failure: FailureRecord, now: datetime) -> None:
-        """A failure that involved no call: an invalid item, a change that needs an operator."""
+    def record_item_failure(self, remote_id: str, action: str, failure: FailureRecord, now: datetime, *, only_if_changed: bool = False) -> bool:
+        """A failure that involved no call: an invalid item, a change that needs an operator.
+        With `only_if_changed`, the same failure seen again on a later poll is not a new attempt."""
         with self.transaction() as db:
-            self._upsert_failure(db, remote_id, action, failure, now)
+            return self._upsert_failure(db, remote_id, action, failure, now, only_if_changed=only_if_changed)
 
     def resolve_failures(self, remote_ids: list[str], now: datetime, actions: tuple[str, ...] | None = None) -> int:
         """Close open failures of these remote ids (of the given actions only, if set)."""

@@ -47,18 +47,18 @@ def plan_table(planned: Plan) -> Table:
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(title="last runs")
-    for column in ("id", "started", "ms", "outcome", "complete", *COUNT_NAMES, "error"):
-        table.add_column(column.replace("_", " "), overflow="fold")
+    for column in ("id", "started (UTC)", "ms", "outcome", "fetch", "counts", "error"):
+        table.add_column(column, overflow="fold")
     for run in runs:
         counts = run["counts"] or {}
         table.add_row(
             str(run["id"]),
-            (run["started_at"] or "")[:19],
+            (run["started_at"] or "")[:19].replace("T", " "),
             "" if run["duration_ms"] is None else str(run["duration_ms"]),
             run["outcome"] or "",
-            {True: "yes", False: "no", None: ""}[run["complete_fetch"]],
-            *(str(counts.get(name, 0)) for name in COUNT_NAMES),
-            (run["error"] or "")[:120],
+            {True: "complete", False: "changes", None: ""}[run["complete_fetch"]],
+            ", ".join(f"{name.replace('_', ' ')} {counts[name]}" for name in (*COUNT_NAMES, "held_back") if counts.get(name)),
+            (run["error"] or "")[:160],
         )
     return table
 
