@@ -53,6 +53,6 @@ def setup_logging(fmt: str = "text", level: str = "INFO", redactor: Redactor | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # urllib3's debug lines name hosts and paths only, but keep them out unless asked for.
-    logging.getLogger("urllib3").setLevel(max(logging.getLevelName(level), logging.INFO) if isinstance(logging.getLevelName(level), int) else logging.INFO)
+    # urllib3's debug lines print whole URLs, query strings included: never let them through.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
