@@ -6,8 +6,10 @@ ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -288,12 +290,40 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str,
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         origin = str(file)
+        _warn_if_exposed(file, data)
     else:
         origin = "config"
     try:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, origin)) from None
+
+
+SECRET_KEYS = {("jobylon", "app_key"), ("alerts", "webhook_url"), ("auth", "token"), ("auth", "password"), ("auth", "value")}
+
+
+def _secret_paths(data: Any, path: tuple[str, ...] = ()) -> list[str]:
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = (*path, str(key))
+            if len(here) >= 2 and here[-2:] in SECRET_KEYS and value:
+                found.append(".".join(here))
+            found += _secret_paths(value, here)
+    return found
+
+
+def _warn_if_exposed(file: Path, data: dict[str, Any]) -> None:
+    """A config file that others may read should not hold a secret."""
+    mode = file.stat().st_mode
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return
+    secrets = _secret_paths(data)
+    if secrets:
+        logging.getLogger("connector.config").warning(
+            "%s is readable by other users (mode %s) and holds %s: run `chmod 600 %s` or move the secret to the environment (e.g. CONNECTOR_JOBYLON__APP_KEY)",
+            file, oct(stat.S_IMODE(mode)), ", ".join(secrets), file,
+        )
 
 
 def format_validation_error(exc: ValidationError, origin: str) -> str:

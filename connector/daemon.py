@@ -73,8 +73,6 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        if not self.settings.jobylon.verify_tls:
-            log.warning("jobylon.verify_tls = false: TLS certificates of Jobylon are NOT checked")
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_reload_signal)

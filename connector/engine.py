@@ -7,6 +7,8 @@ path ends in a record (an operation row, and a failure row for the item), so not
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,34 @@ log = logging.getLogger("connector.engine")
 COUNT_NAMES = ("created", "updated", "recreated", "deleted", "unchanged", "skipped", "invalid", "failed", "in_doubt")
 EXIT_CODES = {"ok": 0, "dry_run": 0, "failed_items": 1, "source_error": 1, "circuit_open": 1, "interrupted": 1, "error": 1, "guard": 3, "auth": 4}
 _DONE = {"create": "created", "update": "updated", "recreate": "recreated", "delete": "deleted"}
+
+
+@dataclass
+class CrashPoint:
+    """Fault injection for crash tests: `CONNECTOR_CRASH_AT=<when>:<METHOD>:<n>` makes the process
+    SIGKILL itself at the n-th call of that method, `after_intent` (intent written, nothing sent)
+    or `after_response` (Jobylon answered, outcome not yet written). Unset in production."""
+
+    when: str
+    method: str
+    count: int
+    seen: int = 0
+
+    @classmethod
+    def from_env(cls) -> "CrashPoint | None":
+        spec = os.environ.get("CONNECTOR_CRASH_AT")
+        if not spec:
+            return None
+        when, method, count = spec.split(":")
+        return cls(when, method.upper(), int(count))
+
+    def reached(self, when: str, method: str) -> None:
+        if method != self.method:
+            return
+        if when == "after_intent":
+            self.seen += 1
+        if when == self.when and self.seen == self.count:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -106,6 +136,11 @@ class Engine:
         self._consecutive_transient = 0
         self.on_progress: Callable[[ActionResult], None] | None = None
         self.on_planned: Callable[[int], None] | None = None
+        self._crash_at = CrashPoint.from_env()
+        if not settings.jobylon.verify_tls:
+            log.warning("jobylon.verify_tls = false: Jobylon's TLS certificate is NOT verified")
+        if not getattr(settings.source, "verify_tls", True):
+            log.warning("source.verify_tls = false: the source's TLS certificate is NOT verified")
 
     @property
     def source(self) -> Source:
@@ -383,10 +418,17 @@ class Engine:
             return ActionResult(action.name, action.remote_id, action.event_id, "failed", message)
 
     def _intent(self, run_id: int, remote_id: str, action: str, method: str, event_id: int | None, request: dict[str, Any] | None, content_hash: str | None) -> Intent:
-        return self.store.write_intent(
+        intent = self.store.write_intent(
             run_id=run_id, remote_id=remote_id, action=action, method=method, event_id=event_id,
             request=request, content_hash=content_hash, now=self.clock(),
         )
+        if self._crash_at is not None:
+            self._crash_at.reached("after_intent", method)
+        return intent
+
+    def _answered(self, method: str) -> None:
+        if self._crash_at is not None:
+            self._crash_at.reached("after_response", method)
 
     def _synced_state(self, interview: Interview, event_id: int) -> EventState:
         return EventState(
@@ -404,6 +446,7 @@ class Engine:
         intent = self._intent(run_id, interview.remote_id, action, "POST", None, interview.payload, interview.content_hash)
         try:
             event_id = self.client.create(interview.payload)
+            self._answered("POST")
         except JobylonError as exc:
             return self._failed(intent, exc, interview, event_status="in_doubt" if isinstance(exc, InDoubtError) else "failed")
         self.store.record_success(intent, state=self._synced_state(interview, event_id), http_status=201, now=self.clock())
@@ -415,6 +458,7 @@ class Engine:
         intent = self._intent(run_id, interview.remote_id, "update", "PUT", action.event_id, interview.update_payload, interview.content_hash)
         try:
             self.client.update(action.event_id, interview.update_payload)
+            self._answered("PUT")
         except NotFoundError as exc:
             return self._vanished(run_id, intent, exc, interview)
         except JobylonError as exc:
@@ -442,6 +486,7 @@ class Engine:
         intent = self._intent(run_id, interview.remote_id, "recreate", "DELETE", action.event_id, None, interview.content_hash)
         try:
             self.client.delete(action.event_id)
+            self._answered("DELETE")
         except JobylonError as exc:
             return self._failed(intent, exc, interview, event_status="failed")
         self.store.record_success(intent, state=EventState(event_id=None, status="pending"), http_status=204, now=self.clock(), resolve=False)
@@ -452,6 +497,7 @@ class Engine:
         intent = self._intent(run_id, action.remote_id, "delete", "DELETE", action.event_id, None, None)
         try:
             existed = self.client.delete(action.event_id)
+            self._answered("DELETE")
         except JobylonError as exc:
             return self._failed(intent, exc, None, event_status="failed")
         self.store.record_success(intent, state=EventState(event_id=None, status="deleted"), http_status=204 if existed else 404, now=self.clock())

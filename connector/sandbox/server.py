@@ -57,6 +57,18 @@ def _zone(name: Any) -> ZoneInfo | None:
         return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that vanish mid-request (a killed connector, a dropped connection) are normal here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class SandboxState:
     """Events, the request log and the fault configuration, behind one lock."""
 
@@ -210,8 +222,7 @@ class SandboxServer:
         self.state = SandboxState(fault_rate=fault_rate, fault_kinds=fault_kinds, retry_after_seconds=retry_after_seconds, latency_ms=latency_ms, seed=seed)
         self.events_path = events_path
         self.availability_path = availability_path
-        self.httpd = ThreadingHTTPServer((host, port), _handler_class(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer((host, port), _handler_class(self))
         self.httpd.request_queue_size = 128
         self.host = host
         self.port = self.httpd.server_address[1]
