@@ -45,6 +45,14 @@ def item(remote_id: str, *, days: int = 3, hour: int = 10, minutes: int = 60, ap
     return raw
 
 
+def toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 class Harness:
     """One connector installation: config, source file, state database, engine — against a sandbox."""
 
@@ -79,7 +87,7 @@ class Harness:
         for section, values in self.data.items():
             lines.append(f"[{section}]")
             for key, value in values.items():
-                lines.append(f"{key} = {json.dumps(value)}")
+                lines.append(f"{key} = {toml_value(value)}")
         path = self.folder / "config.toml"
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o600)
