@@ -195,9 +195,25 @@ class Store:
         self._lock = threading.RLock()
         self._lock_file: Any = None
         with self._lock:
+            if migrations.pending(self.db) and self.db["events"].exists():
+                self.backup_path = self._backup(conn)
             migrations.apply(self.db)
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             self.db.conn.commit()
+
+    backup_path: Path | None = None
+
+    def _backup(self, conn: sqlite3.Connection) -> Path:
+        """A consistent copy of the database before a schema migration touches it."""
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.bak-{stamp}")
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+        copy = sqlite3.connect(str(target))
+        try:
+            conn.backup(copy)
+        finally:
+            copy.close()
+        return target
 
     def close(self) -> None:
         self.release_lock()

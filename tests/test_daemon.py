@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import Harness, item
+from conftest import Harness, item, run_cli
 
 from connector.store import Store
 
@@ -91,7 +91,10 @@ def test_daemon_syncs_picks_up_changes_and_stops_on_sigterm(daemon_harness):
     wait_for(lambda: len(h.jobylon_events()) == 2, what="first sync")
     h.write([item("A", title="moved"), item("B"), item("C")])
     wait_for(lambda: {e["title"] for e in h.jobylon_events()} == {"moved", "Interview B", "Interview C"}, what="change picked up")
+    status = json.loads(run_cli("--config", str(d.config), "status", "--json").stdout)
+    assert status["next_run_at"] is not None and status["runs"][0]["outcome"] == "ok"
     assert d.stop() == 0
+    assert json.loads(run_cli("--config", str(d.config), "status", "--json").stdout)["next_run_at"] is None
     assert "stopped" in d.log()
     assert all(run["outcome"] != "running" for run in d.runs())
 

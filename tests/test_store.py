@@ -1,0 +1,79 @@
+"""The state database: schema, migrations with a backup first, the process lock, orphaned intents."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from connector import store as store_module
+from connector.errors import LockedError
+from connector.store import Store, utcnow
+
+
+def test_schema_version_and_tables(tmp_path):
+    store = Store(tmp_path / "s" / "c.db")
+    try:
+        assert store.get_meta("schema_version") == str(store_module.SCHEMA_VERSION)
+        assert {"events", "failures", "runs", "operations", "intents", "meta"} <= set(store.db.table_names())
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        store.close()
+
+
+def test_a_pending_migration_backs_up_the_database_first(tmp_path, monkeypatch):
+    path = tmp_path / "c.db"
+    store = Store(path)
+    store.set_meta("cursor", "kept")
+    store.close()
+
+    @store_module.migrations(name="m999_test_column")
+    def m999(db):
+        db["events"].add_column("note", str)
+
+    try:
+        store = Store(path)
+        assert store.backup_path is not None and store.backup_path.exists()
+        assert store.backup_path.stat().st_mode & 0o777 == 0o600
+        copy = sqlite3.connect(store.backup_path)
+        assert copy.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone() == ("kept",)
+        assert "note" not in [row[1] for row in copy.execute("PRAGMA table_info(events)")]
+        copy.close()
+        assert "note" in store.db["events"].columns_dict
+        store.close()
+        again = Store(path)
+        assert again.backup_path is None  # nothing pending: no backup
+        again.close()
+    finally:
+        store_module.migrations._migrations.pop()
+
+
+def test_second_lock_is_refused(tmp_path):
+    first = Store(tmp_path / "c.db")
+    second = Store(tmp_path / "c.db")
+    try:
+        first.acquire_lock()
+        with pytest.raises(LockedError, match="in use by connector process"):
+            second.acquire_lock()
+        first.release_lock()
+        second.acquire_lock()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_orphaned_intents_are_settled_by_kind(tmp_path):
+    store = Store(tmp_path / "c.db")
+    try:
+        now = utcnow()
+        store.write_intent(run_id=None, remote_id="A", action="create", method="POST", event_id=None, request={"title": "t"}, content_hash="h", now=now)
+        store.write_intent(run_id=None, remote_id="B", action="update", method="PUT", event_id=5, request={"title": "t"}, content_hash="h", now=now)
+        settled = dict((i.remote_id, how) for i, how in store.settle_orphaned_intents(now))
+        assert settled == {"A": "in_doubt", "B": "repeat"}
+        assert store.event("A")["status"] == "in_doubt"
+        [failure] = store.failures()
+        assert failure["remote_id"] == "A" and failure["kind"] == "in_doubt" and '"title": "t"' in failure["request"]
+        assert store.orphaned_intents() == []
+        assert [o["outcome"] for o in store.operations()] == ["in_doubt", "interrupted"]
+    finally:
+        store.close()
