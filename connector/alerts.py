@@ -48,7 +48,9 @@ def conditions(obs: Observation, config: AlertsConfig) -> dict[str, str]:
 
 
 class Alerter:
-    def __init__(self, config: AlertsConfig, get_state: Callable[[], str | None], set_state: Callable[[str], None], *, service: str = "jobylon-connector") -> None:
+    def __init__(
+        self, config: AlertsConfig, get_state: Callable[[], str | None], set_state: Callable[[str], None], *, service: str = "jobylon-connector"
+    ) -> None:
         self.config = config
         self._get = get_state
         self._set = set_state

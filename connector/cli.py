@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
+from connector import views
 from connector.config import Settings, load_settings
+from connector.daemon import stale_heartbeat
 from connector.engine import ActionResult, PassOptions, PassResult, build_redactor, open_engine
 from connector.errors import ConnectorError, JobylonError, UserError
 from connector.logs import setup_logging
 from connector.redact import Redactor
 from connector.store import Store
-from connector.daemon import stale_heartbeat
-from connector import views
 
 
 class ConnectorGroup(click.Group):
@@ -48,7 +48,7 @@ class CliState:
     log_format: str | None
     verbose: int
     _settings: Settings | None = None
-    redactor: Redactor = Redactor()
+    redactor: Redactor = field(default_factory=Redactor)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -68,7 +68,9 @@ def json_option(func: Any) -> Any:
 
 
 @click.group(cls=ConnectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="CONNECTOR_CONFIG", type=click.Path(dir_okay=False), help="Config file (default config.toml, env CONNECTOR_CONFIG).")
+@click.option(
+    "--config", "config_path", envvar="CONNECTOR_CONFIG", type=click.Path(dir_okay=False), help="Config file (default config.toml, env CONNECTOR_CONFIG)."
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format (default: observability.log_format).")
 @click.option("-v", "--verbose", count=True, help="Debug logging.")
 @click.version_option(package_name="jobylon-connector")
@@ -115,7 +117,9 @@ def _run_with_progress(engine: Any, options: PassOptions) -> PassResult:
         return engine.run_pass(options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=views.console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=views.console(stderr=True), transient=True
+    ) as progress:
         task = progress.add_task("sync", total=None)
 
         def planned(total: int) -> None:
@@ -172,10 +176,7 @@ def status_document(store: Store, limit: int = 10) -> dict[str, Any]:
     runs = store.runs(limit)
     failures = store.count_open_failures()
     return {
-        "runs": [
-            {key: run[key] for key in ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")}
-            for run in runs
-        ],
+        "runs": [{key: run[key] for key in ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")} for run in runs],
         "events": store.count_events_by_status(),
         "failures": failures,
         "in_doubt": store.count_events_by_status().get("in_doubt", 0),
@@ -350,7 +351,13 @@ def check(state: CliState, sample: int) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", default=8765, show_default=True, help="Port (0 picks a free one).")
-@click.option("--fault-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of API calls that fail (429, 500, 503, drops, latency, apply-then-500).")
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of API calls that fail (429, 500, 503, drops, latency, apply-then-500).",
+)
 @click.option("--seed", default=None, type=int, help="Seed for the fault generator.")
 def sandbox(host: str, port: int, fault_rate: float, seed: int | None) -> None:
     """Run the Jobylon Push API emulator on loopback (app id demo-app, app key demo-key-0123456789)."""

@@ -322,7 +322,10 @@ def _warn_if_exposed(file: Path, data: dict[str, Any]) -> None:
     if secrets:
         logging.getLogger("connector.config").warning(
             "%s is readable by other users (mode %s) and holds %s: run `chmod 600 %s` or move the secret to the environment (e.g. CONNECTOR_JOBYLON__APP_KEY)",
-            file, oct(stat.S_IMODE(mode)), ", ".join(secrets), file,
+            file,
+            oct(stat.S_IMODE(mode)),
+            ", ".join(secrets),
+            file,
         )
 
 

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,8 +38,8 @@ SHUTDOWN_GRACE_SECONDS = 60
 def make_trigger(settings: Settings) -> BaseTrigger:
     jitter = int(settings.sync.jitter_seconds) or None
     if settings.sync.cron:
-        return CronTrigger.from_crontab(settings.sync.cron, timezone=timezone.utc)
-    return IntervalTrigger(seconds=settings.sync.interval_seconds, jitter=jitter, timezone=timezone.utc)
+        return CronTrigger.from_crontab(settings.sync.cron, timezone=UTC)
+    return IntervalTrigger(seconds=settings.sync.interval_seconds, jitter=jitter, timezone=UTC)
 
 
 def validate_schedule(settings: Settings) -> None:
@@ -62,7 +62,7 @@ class Daemon:
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self.alerter = self._make_alerter(settings)
-        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self.scheduler = BackgroundScheduler(timezone=UTC)
         self._stopping = threading.Event()
         self._signals = 0
         self._pending_settings: Settings | None = None
@@ -80,8 +80,14 @@ class Daemon:
             self.metrics_server = MetricsServer(self.metrics, self.settings.observability.metrics_port, self.settings.sync.interval_seconds).start()
             log.info("metrics on http://127.0.0.1:%d/metrics and /healthz", self.metrics_server.port)
         self.scheduler.add_job(
-            self._poll, make_trigger(self.settings), id="poll", name="sync pass",
-            max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(timezone.utc),
+            self._poll,
+            make_trigger(self.settings),
+            id="poll",
+            name="sync pass",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
         log.info("connector running (pid %d); state %s", os.getpid(), self.settings.state.path)
@@ -176,7 +182,7 @@ class Daemon:
         self.metrics.observe_pass(result, seconds, failures, in_doubt, error)
         last_success = parse_iso(self.store.get_meta("last_success_at"))
         if result is not None and result.outcome in ("ok", "failed_items"):
-            last_success = datetime.now(timezone.utc)
+            last_success = datetime.now(UTC)
             self.store.set_meta("last_success_at", iso(last_success))
         self.alerter.evaluate(
             Observation(
@@ -184,7 +190,7 @@ class Daemon:
                 error=(result.error if result is not None else error),
                 open_failures=sum(failures.values()),
                 last_success_at=last_success,
-                now=datetime.now(timezone.utc),
+                now=datetime.now(UTC),
             )
         )
         self._heartbeat()
@@ -193,7 +199,7 @@ class Daemon:
         job = self.scheduler.get_job("poll") if self.scheduler.running else None
         next_run = job.next_run_time if job is not None else None
         try:
-            self.store.set_meta("heartbeat_at", iso(datetime.now(timezone.utc)))
+            self.store.set_meta("heartbeat_at", iso(datetime.now(UTC)))
             self.store.set_meta("next_run_at", iso(next_run) if next_run else None)
         except Exception as exc:  # a locked database must not stop the service
             log.warning("heartbeat not written: %s", exc)
@@ -208,5 +214,4 @@ def run_daemon(config_path: str | None, log_format: str | None, verbose: bool) -
 
 def stale_heartbeat(heartbeat_at: str | None, interval_seconds: float) -> bool:
     moment = parse_iso(heartbeat_at)
-    return moment is None or datetime.now(timezone.utc) - moment > timedelta(seconds=max(10, interval_seconds))
-
+    return moment is None or datetime.now(UTC) - moment > timedelta(seconds=max(10, interval_seconds))

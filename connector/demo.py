@@ -136,7 +136,14 @@ def run_demo(keep: str | None = None, console: Console | None = None) -> int:
                 for column in ("event id", "title", "start (local)", "timezone", "min", "participants"):
                     table.add_column(column)
                 for event in sorted(events, key=lambda e: e["start_time"]):
-                    table.add_row(str(event["id"]), event["title"], event["start_time"], event["timezone"], str(event["duration"]), ", ".join(map(str, event["participants"])))
+                    table.add_row(
+                        str(event["id"]),
+                        event["title"],
+                        event["start_time"],
+                        event["timezone"],
+                        str(event["duration"]),
+                        ", ".join(map(str, event["participants"])),
+                    )
                 out.print()
                 out.print(table)
                 out.print(counts_table("state database: events per state", engine.store.count_events_by_status()))

@@ -12,14 +12,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from connector.config import Settings
-from connector.errors import AuthError, ConnectorError, InDoubtError, JobylonError, NotFoundError, SourceError, TransientError
+from connector.errors import AuthError, InDoubtError, JobylonError, NotFoundError, SourceError, TransientError
 from connector.jobylon import JobylonClient
 from connector.mapping import Mapper
 from connector.model import Interview, InvalidItem
@@ -48,7 +48,7 @@ class CrashPoint:
     seen: int = 0
 
     @classmethod
-    def from_env(cls) -> "CrashPoint | None":
+    def from_env(cls) -> CrashPoint | None:
         spec = os.environ.get("CONNECTOR_CRASH_AT")
         if not spec:
             return None
@@ -172,7 +172,9 @@ class Engine:
             for intent, how in self.store.settle_orphaned_intents(started):
                 log.warning(
                     "settled an unfinished %s of %s left by a stopped process: %s",
-                    intent.action, intent.remote_id, "now in doubt" if how == "in_doubt" else "will be repeated",
+                    intent.action,
+                    intent.remote_id,
+                    "now in doubt" if how == "in_doubt" else "will be repeated",
                     extra={"remote_id": intent.remote_id, "action": intent.action, "outcome": how},
                 )
             run_id = self.store.start_run(started)
@@ -213,7 +215,10 @@ class Engine:
             invalid = [i for i in invalid if i.remote_id in options.only]
             known = {rid: k for rid, k in known.items() if rid in options.only}
             if options.replay:
-                known = {rid: replace(k, failure_kind=None, next_attempt_at=None, failed_content_hash=None) if k.failure_kind != "in_doubt" else k for rid, k in known.items()}
+                known = {
+                    rid: replace(k, failure_kind=None, next_attempt_at=None, failed_content_hash=None) if k.failure_kind != "in_doubt" else k
+                    for rid, k in known.items()
+                }
         now = self.clock()
         planned = plan(
             interviews,
@@ -264,7 +269,9 @@ class Engine:
         else:
             outcome = "failed_items" if failed else "ok"
         self._advance_cursor(interviews, complete, outcome)
-        return self._finish(run_id, outcome, complete, started, planned, results=results, counts=counts, error=refusal if held_back else self._stop_detail, fetched=len(raws))
+        return self._finish(
+            run_id, outcome, complete, started, planned, results=results, counts=counts, error=refusal if held_back else self._stop_detail, fetched=len(raws)
+        )
 
     def _advance_cursor(self, interviews: list[Interview], complete: bool, outcome: str) -> None:
         if getattr(self.settings.source, "since_param", None) is None or outcome not in ("ok", "failed_items"):
@@ -302,8 +309,11 @@ class Engine:
         log.log(
             level,
             "pass %s: %s in %d ms%s%s",
-            run_id if run_id is not None else "(dry run)", outcome, int((finished - started).total_seconds() * 1000),
-            f" ({summary})" if summary else "", f": {error}" if error else "",
+            run_id if run_id is not None else "(dry run)",
+            outcome,
+            int((finished - started).total_seconds() * 1000),
+            f" ({summary})" if summary else "",
+            f": {error}" if error else "",
             extra={"run_id": run_id, "event": "pass", "outcome": outcome, "duration_ms": int((finished - started).total_seconds() * 1000)},
         )
         return PassResult(run_id, outcome, counts, complete, planned, results or [], error, fetched)
@@ -332,19 +342,35 @@ class Engine:
             if isinstance(action, Invalid):
                 item = action.item
                 new = self.store.record_item_failure(
-                    item.label, "map",
+                    item.label,
+                    "map",
                     FailureRecord(kind="permanent", message=item.message, content_hash=item.content_hash),
-                    now, only_if_changed=True,
+                    now,
+                    only_if_changed=True,
                 )
                 log.log(
-                    logging.WARNING if new else logging.DEBUG, "invalid item %s: %s", item.label, item.message,
+                    logging.WARNING if new else logging.DEBUG,
+                    "invalid item %s: %s",
+                    item.label,
+                    item.message,
                     extra={"run_id": run_id, "remote_id": item.label, "action": "map", "outcome": "invalid"},
                 )
                 results.append(ActionResult("invalid", item.label, action.event_id, "invalid", item.message))
             elif isinstance(action, Skip):
                 if action.report:
-                    self.store.record_item_failure(action.remote_id, "recreate", FailureRecord(kind="permanent", message=action.reason, content_hash=action.content_hash), now, only_if_changed=True)
-                    log.warning("%s needs an operator: %s", action.remote_id, action.reason, extra={"run_id": run_id, "remote_id": action.remote_id, "outcome": "reported"})
+                    self.store.record_item_failure(
+                        action.remote_id,
+                        "recreate",
+                        FailureRecord(kind="permanent", message=action.reason, content_hash=action.content_hash),
+                        now,
+                        only_if_changed=True,
+                    )
+                    log.warning(
+                        "%s needs an operator: %s",
+                        action.remote_id,
+                        action.reason,
+                        extra={"run_id": run_id, "remote_id": action.remote_id, "outcome": "reported"},
+                    )
                 results.append(ActionResult("skip", action.remote_id, action.event_id, "skipped", action.reason))
             elif isinstance(action, Delete) and action.event_id is None:
                 self.store.forget_event(action.remote_id, now, run_id=run_id, action="delete", message=action.reason)
@@ -392,10 +418,20 @@ class Engine:
         log.log(
             level,
             "%s %s -> %s%s%s",
-            result.action, result.remote_id, result.outcome,
+            result.action,
+            result.remote_id,
+            result.outcome,
             f" (event {result.event_id})" if result.event_id is not None else "",
             f": {result.message}" if result.message else "",
-            extra={"run_id": run_id, "event": "action", "remote_id": result.remote_id, "event_id": result.event_id, "action": result.action, "outcome": result.outcome, "duration_ms": result.duration_ms},
+            extra={
+                "run_id": run_id,
+                "event": "action",
+                "remote_id": result.remote_id,
+                "event_id": result.event_id,
+                "action": result.action,
+                "outcome": result.outcome,
+                "duration_ms": result.duration_ms,
+            },
         )
 
     def _execute(self, run_id: int, action: Create | Update | Recreate | Delete) -> ActionResult:
@@ -411,16 +447,25 @@ class Engine:
             log.exception("unexpected error on %s %s", action.name, action.remote_id, extra={"run_id": run_id, "remote_id": action.remote_id})
             message = f"unexpected {type(exc).__name__}: {self.redactor.text(str(exc))}"
             self.store.record_item_failure(
-                action.remote_id, action.name,
+                action.remote_id,
+                action.name,
                 FailureRecord(kind="transient", message=message, backoff_schedule=tuple(self.settings.retry.failed_item_backoff_seconds)),
                 self.clock(),
             )
             return ActionResult(action.name, action.remote_id, action.event_id, "failed", message)
 
-    def _intent(self, run_id: int, remote_id: str, action: str, method: str, event_id: int | None, request: dict[str, Any] | None, content_hash: str | None) -> Intent:
+    def _intent(
+        self, run_id: int, remote_id: str, action: str, method: str, event_id: int | None, request: dict[str, Any] | None, content_hash: str | None
+    ) -> Intent:
         intent = self.store.write_intent(
-            run_id=run_id, remote_id=remote_id, action=action, method=method, event_id=event_id,
-            request=request, content_hash=content_hash, now=self.clock(),
+            run_id=run_id,
+            remote_id=remote_id,
+            action=action,
+            method=method,
+            event_id=event_id,
+            request=request,
+            content_hash=content_hash,
+            now=self.clock(),
         )
         if self._crash_at is not None:
             self._crash_at.reached("after_intent", method)
@@ -472,9 +517,10 @@ class Engine:
         gone = EventState(event_id=None, status="deleted" if self.settings.sync.on_missing_in_jobylon == "forget" else "pending")
         self.store.record_success(intent, state=gone, http_status=404, now=self.clock(), resolve=False)
         if self.settings.sync.on_missing_in_jobylon == "forget":
-            message = f"event {intent.event_id} no longer exists in Jobylon; mapping forgotten (on_missing_in_jobylon = \"forget\"); replay to create it again"
+            message = f'event {intent.event_id} no longer exists in Jobylon; mapping forgotten (on_missing_in_jobylon = "forget"); replay to create it again'
             self.store.record_item_failure(
-                interview.remote_id, "update",
+                interview.remote_id,
+                "update",
                 FailureRecord(kind="permanent", message=message, http_status=404, response=exc.response, content_hash=interview.content_hash),
                 self.clock(),
             )

@@ -59,9 +59,7 @@ class MappedFetch:
 class Mapper:
     def __init__(self, config: MappingConfig) -> None:
         self._getters: list[tuple[str, Callable[[Any], Any]]] = [
-            (name, compile_expression(expr))
-            for name in CANONICAL_FIELDS
-            if (expr := getattr(config, name)) is not None
+            (name, compile_expression(expr)) for name in CANONICAL_FIELDS if (expr := getattr(config, name)) is not None
         ]
         self._defaults = dict(config.defaults)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,8 +25,10 @@ class Metrics:
         self.failures_open = Gauge("connector_failures_open", "Open failures by kind.", ["kind"], registry=self.registry)
         self.in_doubt = Gauge("connector_in_doubt", "Creates in doubt, waiting for an operator.", registry=self.registry)
         self.duration = Histogram(
-            "connector_pass_duration_seconds", "Wall time of a pass.",
-            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=self.registry,
+            "connector_pass_duration_seconds",
+            "Wall time of a pass.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry,
         )
         self.last_success = Gauge("connector_last_success_timestamp_seconds", "When the last successful pass ended (unix time).", registry=self.registry)
         self.source_items = Gauge("connector_source_items", "Items in the last fetch.", registry=self.registry)
@@ -47,7 +49,7 @@ class Metrics:
         for kind in ("transient", "permanent", "in_doubt"):
             self.failures_open.labels(kind).set(failures_open.get(kind, 0))
         self.in_doubt.set(in_doubt)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.last_pass_end = now
         self.last_outcome = outcome
         self.last_error = error or (result.error if result is not None else None)
@@ -56,7 +58,7 @@ class Metrics:
 
     def health(self, interval_seconds: float, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
         """Healthy while the last pass ended within three intervals."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         limit = HEALTHY_WITHIN_INTERVALS * interval_seconds
         if self.last_pass_end is None:
             return False, {"healthy": False, "reason": "no pass has finished yet"}
@@ -76,7 +78,7 @@ class MetricsServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     self._send(200, generate_latest(outer.metrics.registry), CONTENT_TYPE_LATEST)
                 elif self.path.split("?")[0] == "/healthz":
@@ -100,7 +102,7 @@ class MetricsServer:
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread.start()
         return self
 

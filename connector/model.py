@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,7 +92,7 @@ class Interview:
 
     @cached_property
     def starts_at_utc(self) -> datetime:
-        return self.start.astimezone(timezone.utc)
+        return self.start.astimezone(UTC)
 
     @cached_property
     def ends_at_utc(self) -> datetime:
@@ -257,7 +257,7 @@ def _parse_datetime(value: Any, name: str, errors: _Errors) -> datetime | None:
         return None
     if isinstance(value, (int, float)):
         try:
-            return datetime.fromtimestamp(value, timezone.utc)
+            return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
             errors.add(name, "timestamp out of range")
             return None
@@ -276,7 +276,7 @@ def localize(wall: datetime, tz: ZoneInfo) -> datetime | None:
     """Attach `tz` to a naive wall time; None if that wall time does not exist (DST gap).
     Ambiguous times take their first occurrence (fold=0)."""
     aware = wall.replace(tzinfo=tz, fold=0)
-    round_trip = aware.astimezone(timezone.utc).astimezone(tz)
+    round_trip = aware.astimezone(UTC).astimezone(tz)
     if round_trip.replace(tzinfo=None) != wall:
         return None
     return aware
@@ -346,7 +346,7 @@ def _email(value: Any, errors: _Errors) -> str | None:
         errors.add("organizer_email", "missing" if value is None else f"expected an email address, got {_describe(value)}")
         return None
     email = value.strip()
-    local, _, domain = email.partition("@")
+    local = email.partition("@")[0]
     if len(email) > 254 or len(local) > 64 or not EMAIL_RE.match(email):
         shown = email if len(email) <= 80 and not CONTROL_RE.search(email) else email[:80].encode("unicode_escape").decode() + "..."
         errors.add("organizer_email", f"not a well-formed email address: {shown!r}")
@@ -397,5 +397,5 @@ def _updated_at(value: Any, errors: _Errors) -> datetime | None:
         return None
     parsed = _parse_datetime(value, "updated_at", errors)
     if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed

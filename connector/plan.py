@@ -201,7 +201,13 @@ def _decide(d: Interview, k: Known | None, now: datetime, policy: Policy) -> Act
         return Create(d)
     if k.fixed_hash != d.fixed_hash:
         if policy.on_fixed_field_change == "report":
-            return Skip(d.remote_id, event_id, "a field PUT cannot change (participants, organizer, location or videoconferencing) changed; on_fixed_field_change = \"report\"", report=True, content_hash=d.content_hash)
+            return Skip(
+                d.remote_id,
+                event_id,
+                'a field PUT cannot change (participants, organizer, location or videoconferencing) changed; on_fixed_field_change = "report"',
+                report=True,
+                content_hash=d.content_hash,
+            )
         return Recreate(d, event_id, "participants, organizer, location or videoconferencing changed")
     if k.mutable_hash != d.mutable_hash:
         return Update(d, event_id)

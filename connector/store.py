@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +122,11 @@ def m001_initial(db: Database) -> None:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds") if moment is not None else None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment is not None else None
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -230,9 +230,7 @@ class Store:
         except BlockingIOError:
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise LockedError(
-                f"{self.path} is in use by connector process {holder}; stop it first (two processes would send the same calls twice)"
-            ) from None
+            raise LockedError(f"{self.path} is in use by connector process {holder}; stop it first (two processes would send the same calls twice)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -392,7 +390,9 @@ class Store:
             self._upsert_failure(db, intent.remote_id, intent.action, failure, now)
             db.execute("UPDATE events SET status = ? WHERE remote_id = ?", [event_status, intent.remote_id])
 
-    def _close_intent(self, db: Database, intent: Intent, *, outcome: str, http_status: int | None, event_id: int | None, message: str | None, now: datetime) -> None:
+    def _close_intent(
+        self, db: Database, intent: Intent, *, outcome: str, http_status: int | None, event_id: int | None, message: str | None, now: datetime
+    ) -> None:
         db.execute("DELETE FROM intents WHERE id = ?", [intent.id])
         db.execute(
             "INSERT INTO operations(run_id, remote_id, event_id, action, method, http_status, outcome, message, at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -518,8 +518,15 @@ class Store:
         rows = self._query("SELECT * FROM intents ORDER BY id")
         return [
             Intent(
-                r["id"], r["run_id"], r["remote_id"], r["action"], r["method"], r["event_id"],
-                json.loads(r["request"]) if r["request"] else None, r["content_hash"], parse_iso(r["started_at"]) or utcnow(),
+                r["id"],
+                r["run_id"],
+                r["remote_id"],
+                r["action"],
+                r["method"],
+                r["event_id"],
+                json.loads(r["request"]) if r["request"] else None,
+                r["content_hash"],
+                parse_iso(r["started_at"]) or utcnow(),
             )
             for r in rows
         ]
@@ -539,7 +546,15 @@ class Store:
                 settled.append((intent, "in_doubt"))
             else:
                 with self.transaction() as db:
-                    self._close_intent(db, intent, outcome="interrupted", http_status=None, event_id=intent.event_id, message="process stopped mid-call; the plan repeats it", now=now)
+                    self._close_intent(
+                        db,
+                        intent,
+                        outcome="interrupted",
+                        http_status=None,
+                        event_id=intent.event_id,
+                        message="process stopped mid-call; the plan repeats it",
+                        now=now,
+                    )
                 settled.append((intent, "repeat"))
         return settled
 

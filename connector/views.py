@@ -88,9 +88,14 @@ def failures_table(rows: list[dict[str, Any]], title: str) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            str(row["id"]), row["remote_id"], row["action"], row["kind"],
-            "" if row["http_status"] is None else str(row["http_status"]), str(row["attempts"]),
-            (row["first_at"] or "")[:19], (row["last_at"] or "")[:19],
+            str(row["id"]),
+            row["remote_id"],
+            row["action"],
+            row["kind"],
+            "" if row["http_status"] is None else str(row["http_status"]),
+            str(row["attempts"]),
+            (row["first_at"] or "")[:19],
+            (row["last_at"] or "")[:19],
             "resolved " + row["resolved_at"][:19] if row["resolved_at"] else (row["next_attempt_at"] or "")[:19],
             (row["message"] or "")[:160],
         )

@@ -40,7 +40,11 @@ def build_fetch():
                 raw[key] = expand(value)
             if "drop" in case:
                 raw.pop(case["drop"])
-        label = raw["id"] if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"].strip() and len(raw["id"]) < 255 and "\n" not in raw["id"] else None
+        label = (
+            raw["id"]
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"].strip() and len(raw["id"]) < 255 and "\n" not in raw["id"]
+            else None
+        )
         for _ in range(2 if case.get("twice") else 1):
             if label is None:
                 label_here = f"<item #{len(raws)}>"
@@ -89,7 +93,7 @@ def test_hostile_text_round_trips_exactly(harness):
     harness.sync()
     events = {e["title"] for e in harness.jobylon_events()}
     for case, _, title in cases:
-        if case["expect"] == "valid" and any(ch in (title or "") for ch in "'\u200f\U0001F389|["):
+        if case["expect"] == "valid" and any(ch in (title or "") for ch in "'\u200f\U0001f389|["):
             assert title in events
 
 
@@ -129,7 +133,7 @@ def test_a_50_mb_body_is_refused_with_bounded_memory():
     assert len(body) > 50_000_000
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()  # no Content-Length: the cap must hold while streaming
@@ -144,7 +148,12 @@ def test_a_50_mb_body_is_refused_with_bounded_memory():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings = load_settings(data={"jobylon": {"app_id": "a", "app_key": "k" * 8}, "source": {"kind": "http", "url": f"http://127.0.0.1:{server.server_address[1]}/i", "max_bytes": 5_000_000}})
+    settings = load_settings(
+        data={
+            "jobylon": {"app_id": "a", "app_key": "k" * 8},
+            "source": {"kind": "http", "url": f"http://127.0.0.1:{server.server_address[1]}/i", "max_bytes": 5_000_000},
+        }
+    )
     source = open_source(settings.source, settings.retry)
     tracemalloc.start()
     try:

@@ -49,7 +49,8 @@ def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
     started = time.monotonic()
     rng = random.Random(SEED)
     h = Harness(
-        tmp_path, sandbox,
+        tmp_path,
+        sandbox,
         sync={"concurrency": 4, "max_deletes": 10_000, "max_delete_fraction": 1.0},
         retry={"attempts": 4, "retry_after_max_seconds": 0.05, "failed_item_backoff_seconds": [0], "circuit_breaker_failures": 10_000},
         jobylon={"timeout_seconds": 2},
@@ -96,7 +97,12 @@ def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
         assert set(per_remote) == set(wanted)
         for event in events:
             raw = wanted[event["title"].split()[1]]
-            assert (event["title"], event["start_time"], event["duration"], event["organizer"]) == (raw["title"], raw["start_at"], raw["minutes"], raw["organizer"]["email"])
+            assert (event["title"], event["start_time"], event["duration"], event["organizer"]) == (
+                raw["title"],
+                raw["start_at"],
+                raw["minutes"],
+                raw["organizer"]["email"],
+            )
             assert event["participants"] == sorted({c["jobylon_application_id"] for c in raw["candidates"]})
         calls = sandbox.stats()["by_method"]
         print(

@@ -25,7 +25,12 @@ def test_unknown_key_wrong_type_and_missing_key_are_named(tmp_path):
     result = run_cli("--config", str(path), "sync")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    for expected in ("jobylon.app_kye: unknown key", "jobylon.app_key: required key is missing", "jobylon.timeout_seconds: Input should be a valid number", "sync.concurency: unknown key"):
+    for expected in (
+        "jobylon.app_kye: unknown key",
+        "jobylon.app_key: required key is missing",
+        "jobylon.timeout_seconds: Input should be a valid number",
+        "sync.concurency: unknown key",
+    ):
         assert expected in result.stderr, result.stderr
 
 
@@ -56,8 +61,10 @@ def test_env_overrides_file_and_unknown_env_key_is_an_error(tmp_path, monkeypatc
 
 
 def test_secret_never_printed_in_config_errors(tmp_path):
-    path = write(tmp_path, GOOD.replace('app_id = "demo-app"', "app_id = 5") + '[alerts]\nwebhook_url = 7\n')
+    path = write(tmp_path, GOOD.replace('app_id = "demo-app"', "app_id = 5") + "[alerts]\nwebhook_url = 7\n")
     result = run_cli("--config", str(path), "sync")
     assert result.returncode == 2
     assert "supersecret-key-123" not in result.stderr + result.stdout
-    assert "supersecret-key-123" not in repr(load_settings(data={"jobylon": {"app_id": "a", "app_key": "supersecret-key-123"}, "source": {"kind": "file", "path": "x"}}))
+    assert "supersecret-key-123" not in repr(
+        load_settings(data={"jobylon": {"app_id": "a", "app_key": "supersecret-key-123"}, "source": {"kind": "file", "path": "x"}})
+    )

@@ -55,7 +55,12 @@ def mutate(rng: random.Random, state: dict[str, dict], next_id: list[int]) -> No
 def run_sync(config, env_extra=None, kill_after=None):
     env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
     env.update(env_extra or {})
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "--config", str(config), "sync", "--full", "--allow-mass-delete"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "--config", str(config), "sync", "--full", "--allow-mass-delete"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     if kill_after is not None:
         time.sleep(kill_after)
         proc.send_signal(signal.SIGKILL)
@@ -106,11 +111,17 @@ def test_kill_9_at_varied_points_never_duplicates_and_converges(tmp_path, sandbo
                 assert any(_same(event, request) for request in doubtful_requests), f"unaccounted event {event}"
 
         # The operator resolves each in-doubt create from what Jobylon holds.
-        for failure, request in zip(in_doubt, doubtful_requests):
+        for failure, request in zip(in_doubt, doubtful_requests, strict=True):
             matches = [e for e in h.jobylon_events() if _same(e, request) and e["id"] not in mapped]
             env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
             args = ["--event-id", str(matches[0]["id"])] if matches else ["--recreate"]
-            done = subprocess.run([sys.executable, "-m", "connector", "--config", str(config), "resolve", failure["remote_id"], *args], capture_output=True, text=True, env=env, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "connector", "--config", str(config), "resolve", failure["remote_id"], *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
             assert done.returncode in (0, 1), done.stderr
             if matches:
                 mapped.add(matches[0]["id"])

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -43,7 +44,9 @@ class Daemon:
         self.log_path = harness.folder / "daemon.log"
         self._log = open(self.log_path, "w")
         env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "connector", "--config", str(self.config), "run"], stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "connector", "--config", str(self.config), "run"], stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -66,7 +69,12 @@ class Daemon:
 
 @pytest.fixture
 def daemon_harness(tmp_path, sandbox):
-    h = Harness(tmp_path, sandbox, sync={"interval_seconds": 1, "concurrency": 2}, retry={"attempts": 2, "circuit_breaker_failures": 5, "failed_item_backoff_seconds": [1]})
+    h = Harness(
+        tmp_path,
+        sandbox,
+        sync={"interval_seconds": 1, "concurrency": 2},
+        retry={"attempts": 2, "circuit_breaker_failures": 5, "failed_item_backoff_seconds": [1]},
+    )
     started = []
 
     def start():
@@ -146,7 +154,7 @@ def test_sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one(daemon_
     h.write([item("A")])
     d = h.start_daemon()
     wait_for(lambda: len(h.jobylon_events()) == 1, what="first sync")
-    d.config.write_text(d.config.read_text().replace("[mapping]\n", '[mapping]\ntitle = "\'Reloaded title\'"\n'))
+    d.config.write_text(d.config.read_text().replace("[mapping]\n", "[mapping]\ntitle = \"'Reloaded title'\"\n"))
     d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: h.jobylon_events()[0]["title"] == "Reloaded title", what="the reloaded mapping applied")
     d.config.write_text(d.config.read_text().replace("[sync]\n", "[sync]\nconcurency = 3\n"))
@@ -194,7 +202,7 @@ def test_metrics_and_healthz_over_http(daemon_harness):
 
 
 def test_health_turns_503_when_no_pass_ended_within_three_intervals():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from connector.metrics import Metrics, MetricsServer
 
@@ -205,7 +213,7 @@ def test_health_turns_503_when_no_pass_ended_within_three_intervals():
         assert answer.status_code == 503 and answer.json()["reason"] == "no pass has finished yet"
         metrics.observe_pass(None, 0.1, {}, 0, error="boom")
         assert requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
-        metrics.last_pass_end = datetime.now(timezone.utc) - timedelta(seconds=31)
+        metrics.last_pass_end = datetime.now(UTC) - timedelta(seconds=31)
         answer = requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
         assert answer.status_code == 503 and "3 intervals" in answer.json()["reason"]
     finally:
@@ -226,7 +234,7 @@ class Webhook:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.messages.append(body["text"])
                 self.send_response(200)

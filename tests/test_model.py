@@ -1,6 +1,6 @@
 """Validation and payload building of the canonical Interview."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -48,7 +48,7 @@ def test_payload_is_exactly_what_jobylon_wants():
 def test_offset_aware_start_becomes_local_wall_time():
     interview = build(start="2030-07-01T07:00:00+00:00")
     assert interview.start_time == "2030-07-01T09:00:00"  # CEST
-    assert interview.starts_at_utc == datetime(2030, 7, 1, 7, tzinfo=timezone.utc)
+    assert interview.starts_at_utc == datetime(2030, 7, 1, 7, tzinfo=UTC)
 
 
 def test_end_gives_duration():
@@ -96,7 +96,7 @@ def test_spring_dst_gap_is_invalid_with_a_message_saying_so():
 def test_autumn_ambiguous_time_takes_the_first_occurrence():
     interview = build(start="2030-10-27T02:30:00")
     assert interview.start_time == "2030-10-27T02:30:00"
-    assert interview.starts_at_utc == datetime(2030, 10, 27, 0, 30, tzinfo=timezone.utc)  # CEST, +02:00
+    assert interview.starts_at_utc == datetime(2030, 10, 27, 0, 30, tzinfo=UTC)  # CEST, +02:00
 
 
 def test_hashes_separate_updatable_from_fixed_fields():

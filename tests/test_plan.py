@@ -1,7 +1,7 @@
 """The pure diff: decision table cases and a hypothesis property over random desired and prior state."""
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from connector.model import Interview, build_interview
 from connector.plan import Create, Delete, Invalid, Known, Policy, Recreate, Skip, Update, guard, plan
 
-NOW = datetime(2030, 1, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
 def interview(remote_id="R1", hours=24, **changes) -> Interview:
@@ -111,8 +111,16 @@ def test_guard():
 REMOTE_IDS = [f"r{i}" for i in range(8)]
 interviews = st.builds(
     lambda rid, hours, minutes, tz, org, apps, title, loc, video, cancelled: interview(
-        rid, hours, duration_minutes=minutes, timezone=tz, organizer_email=org, application_ids=apps,
-        title=title, location=loc, videoconferencing=video, cancelled=cancelled,
+        rid,
+        hours,
+        duration_minutes=minutes,
+        timezone=tz,
+        organizer_email=org,
+        application_ids=apps,
+        title=title,
+        location=loc,
+        videoconferencing=video,
+        cancelled=cancelled,
     ),
     st.sampled_from(REMOTE_IDS),
     st.integers(-72, 400),

@@ -18,7 +18,7 @@ SOURCE_TOKEN = "src-token-SECRET-7f3a9"
 
 def token_api(items):
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             ok = self.headers.get("Authorization") == f"Bearer {SOURCE_TOKEN}"
             body = json.dumps(items if ok else {"detail": "no"}).encode()
             self.send_response(200 if ok else 401)

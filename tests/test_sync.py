@@ -17,12 +17,14 @@ def test_create_update_recreate_delete_end_to_end(harness):
     assert result.outcome == "ok" and result.counts["created"] == 4
     ids = {e["title"]: e["id"] for e in harness.jobylon_events()}
 
-    harness.write([
-        item("A", hour=14),                    # reschedule: update in place
-        item("B", apps=(1001, 1002)),          # participant change: recreate
-        item("C", status="cancelled"),         # cancellation: delete
-        item("E"),                             # new: create
-    ])                                         # D absent from a complete fetch: delete
+    harness.write(
+        [
+            item("A", hour=14),  # reschedule: update in place
+            item("B", apps=(1001, 1002)),  # participant change: recreate
+            item("C", status="cancelled"),  # cancellation: delete
+            item("E"),  # new: create
+        ]
+    )  # D absent from a complete fetch: delete
     harness.data["sync"]["max_delete_fraction"] = 1.0
     harness.reset_engine()
     result = harness.sync()
@@ -165,7 +167,10 @@ def test_in_doubt_create_is_never_repeated(harness):
     result = harness.sync()
     assert result.counts["in_doubt"] == 2
     assert len(harness.jobylon_events()) == 1  # apply_then_500 created it; the drop did not
-    posts = lambda: sum(1 for r in harness.sandbox.requests_log() if r["method"] == "POST")  # noqa: E731
+
+    def posts():
+        return sum(1 for r in harness.sandbox.requests_log() if r["method"] == "POST")
+
     assert posts() == 2
     for _ in range(2):
         harness.sync()
@@ -196,14 +201,16 @@ def test_max_deletes_guard(harness):
 
 
 def test_invalid_items_are_reported_while_valid_ones_sync(harness):
-    harness.write([
-        item("OK1"),
-        item("BADTZ", timezone="Mars/Olympus"),
-        item("GAP", start_at="2030-03-31T02:30:00"),
-        item("LONG", minutes=481),
-        "not an object",
-        item("OK2"),
-    ])
+    harness.write(
+        [
+            item("OK1"),
+            item("BADTZ", timezone="Mars/Olympus"),
+            item("GAP", start_at="2030-03-31T02:30:00"),
+            item("LONG", minutes=481),
+            "not an object",
+            item("OK2"),
+        ]
+    )
     result = harness.sync()
     assert result.counts["created"] == 2 and result.counts["invalid"] == 4
     failures = {f["remote_id"]: f for f in harness.store.failures()}

@@ -84,5 +84,5 @@ class FileSource:
             if len(row) != len(header):
                 items.append(BrokenItem(f"row {row_number}", f"{len(row)} fields where the header has {len(header)}"))
                 continue
-            items.append({name: (value if value != "" else None) for name, value in zip(header, row)})
+            items.append({name: (value if value != "" else None) for name, value in zip(header, row, strict=True)})
         return items
