@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -79,13 +80,17 @@ def print_json(document: Any) -> None:
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, soft_wrap=False)
+    """A terminal gets its own width; a pipe or a log file gets 120 columns, wide enough for
+    every table here without cutting a column name."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=False, width=None if stream.isatty() else 120)
 
 
 def failures_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=f"{title}: {len(rows)}")
-    for column in ("id", "remote id", "action", "kind", "http", "attempts", "first", "last", "next attempt", "message"):
-        table.add_column(column, overflow="fold")
+    for column in ("id", "remote id", "action", "kind", "http", "attempts", "last", "next attempt"):
+        table.add_column(column, no_wrap=column not in ("remote id", "next attempt"), overflow="fold")
+    table.add_column("message", overflow="fold", ratio=1)
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -94,9 +99,8 @@ def failures_table(rows: list[dict[str, Any]], title: str) -> Table:
             row["kind"],
             "" if row["http_status"] is None else str(row["http_status"]),
             str(row["attempts"]),
-            (row["first_at"] or "")[:19],
-            (row["last_at"] or "")[:19],
-            "resolved " + row["resolved_at"][:19] if row["resolved_at"] else (row["next_attempt_at"] or "")[:19],
+            (row["last_at"] or "")[5:19].replace("T", " "),
+            "resolved " + row["resolved_at"][5:19].replace("T", " ") if row["resolved_at"] else (row["next_attempt_at"] or "")[5:19].replace("T", " "),
             (row["message"] or "")[:160],
         )
     return table
