@@ -308,7 +308,7 @@ def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool,
     if sum((event_id is not None, forget, recreate)) != 1:
         raise click.UsageError("give exactly one of --event-id N, --forget, --recreate")
     settings = state.settings()
-    from connector.model import FIXED_FIELDS, payload_hash
+    from connector.model import fixed_hash
     from connector.store import utcnow
 
     with open_engine(settings) as engine:
@@ -319,7 +319,7 @@ def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool,
         now = utcnow()
         if event_id is not None:
             request = store.last_request(remote_id) or (json.loads(row["payload"]) if row and row["payload"] else None)
-            fixed = payload_hash({name: request.get(name) for name in FIXED_FIELDS}) if request else None
+            fixed = fixed_hash(request) if request else None
             store.resolve_with_event(remote_id, event_id, fixed, now)
             click.echo(f"{remote_id}: mapped to event {event_id}; the next pass updates it to match the source")
         elif forget:

@@ -18,8 +18,10 @@ import jmespath.exceptions
 from connector.config import CANONICAL_FIELDS, MappingConfig
 from connector.model import BrokenItem, FieldError, Interview, InvalidItem, build_interview, payload_hash
 
-_PLAIN_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_JMESPATH_KEYWORDS = {"true", "false", "null"}
+_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_PLAIN_PATH = re.compile(rf"^{_PATH}$")
+_PROJECTION = re.compile(rf"^({_PATH})\[\]\.({_PATH})$")  # candidates[].jobylon_application_id
+_EQUALS = re.compile(rf"^({_PATH})\s*(==|!=)\s*'([^'\\]*)'$")  # status == 'cancelled'
 
 
 def _dotted_getter(path: str) -> Callable[[Any], Any]:
@@ -38,9 +40,37 @@ def _dotted_getter(path: str) -> Callable[[Any], Any]:
     return get
 
 
+def _projection(left: str, right: str) -> Callable[[Any], Any]:
+    get_list, get_value = _dotted_getter(left), _dotted_getter(right)
+
+    def project(item: Any) -> Any:
+        values = get_list(item)
+        if not isinstance(values, list):
+            return None
+        return [v for v in map(get_value, values) if v is not None]
+
+    return project
+
+
+def _equals(path: str, negate: bool, literal: str) -> Callable[[Any], Any]:
+    get = _dotted_getter(path)
+    if negate:
+        return lambda item: get(item) != literal
+    return lambda item: get(item) == literal
+
+
 def compile_expression(expression: str) -> Callable[[Any], Any]:
-    if _PLAIN_PATH.match(expression) and expression not in _JMESPATH_KEYWORDS:
+    """A callable evaluating the JMESPath `expression` over one item. The shapes mappings use
+    most (a field, a dotted path, `list[].field`, `field == 'literal'`) are evaluated with plain
+    dict lookups, with JMESPath's semantics (a projection drops nulls; a missing field is null);
+    tests check them against jmespath itself."""
+    expression = expression.strip()
+    if _PLAIN_PATH.match(expression):
         return _dotted_getter(expression)
+    if match := _PROJECTION.match(expression):
+        return _projection(match.group(1), match.group(2))
+    if match := _EQUALS.match(expression):
+        return _equals(match.group(1), match.group(2) == "!=", match.group(3))
     return jmespath.compile(expression).search
 
 

@@ -176,7 +176,7 @@ def plan(
             continue
         if k.status == "in_doubt":
             result.actions.append(Skip(remote_id, k.event_id, "in doubt and absent from the source: resolve it"))
-        elif (held := _held(k, None, now)) is not None:
+        elif k.failure_kind is not None and (held := _held(k, None, now)) is not None:
             result.actions.append(held)
         elif k.event_id is None:
             result.actions.append(Delete(remote_id, None, "absent from a complete fetch; never reached Jobylon", by_absence=True))
@@ -191,7 +191,7 @@ def _decide(d: Interview, k: Known | None, now: datetime, policy: Policy) -> Act
     event_id = k.event_id if k is not None and k.status != "deleted" else None
     if k is not None and k.status == "in_doubt":
         return Skip(d.remote_id, k.event_id, "create in doubt: resolve it (connector resolve)")
-    if k is not None and (held := _held(k, d.content_hash, now)) is not None:
+    if k is not None and k.failure_kind is not None and (held := _held(k, d.content_hash, now)) is not None:
         return held
     if d.ends_at_utc <= now:
         return Skip(d.remote_id, event_id, "event has ended") if event_id is None and not d.cancelled else None

@@ -116,9 +116,9 @@ def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
 
 
 def _fixed_hash(request):
-    from connector.model import FIXED_FIELDS, payload_hash
+    from connector.model import fixed_hash
 
-    return payload_hash({name: request.get(name) for name in FIXED_FIELDS})
+    return fixed_hash(request)
 
 
 def test_circuit_breaker_ends_a_pass_early_and_the_next_poll_tries_again(tmp_path, sandbox):

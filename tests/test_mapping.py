@@ -1,0 +1,58 @@
+"""The mapping: JMESPath per field; the fast paths must mean exactly what JMESPath means."""
+
+import jmespath
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.config import MappingConfig
+from connector.mapping import Mapper, compile_expression
+from connector.model import BrokenItem, Interview
+
+EXPRESSIONS = ["id", "organizer.email", "candidates[].jobylon_application_id", "status == 'cancelled'", "status != 'done'", "a.b[].c.d", "true", "null"]
+KEYS = st.sampled_from(["id", "organizer", "email", "candidates", "jobylon_application_id", "status", "a", "b", "c", "d", "true", "null"])
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["cancelled", "done", "x", ""]))
+VALUES = st.recursive(LEAVES, lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(item=VALUES)
+def test_fast_paths_agree_with_jmespath(item):
+    for expression in EXPRESSIONS:
+        ours, theirs = compile_expression(expression)(item), jmespath.search(expression, item)
+        assert ours == theirs and type(ours) is type(theirs), (expression, item)
+
+
+def test_general_expressions_use_jmespath():
+    get = compile_expression("candidates[?active].id | [0]")
+    assert get({"candidates": [{"id": 1, "active": False}, {"id": 2, "active": True}]}) == 2
+
+
+def test_defaults_fill_missing_fields_and_broken_items_become_invalid():
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None, description=None))
+    raw = {
+        "id": 7,
+        "title": "T",
+        "start_at": "2030-01-02T10:00:00",
+        "minutes": 30,
+        "organizer": {"email": "a@b.example"},
+        "candidates": [{"jobylon_application_id": 1001}],
+    }
+    result = mapper.map_one(raw, 0)
+    assert isinstance(result, Interview) and result.remote_id == "7" and result.timezone == "Europe/Stockholm" and result.description == ""
+    broken = mapper.map_one(BrokenItem("row 3", "2 fields where the header has 3"), 2)
+    assert broken.remote_id is None and broken.message == "item: row 3: 2 fields where the header has 3"
+
+
+def test_duplicate_remote_ids_are_one_invalid_record():
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None))
+    raw = {
+        "id": "D",
+        "title": "T",
+        "start_at": "2030-01-02T10:00:00",
+        "minutes": 30,
+        "organizer": {"email": "a@b.example"},
+        "candidates": [{"jobylon_application_id": 1}],
+    }
+    fetched = mapper.map_all([raw, dict(raw, title="other"), dict(raw, id="E")])
+    assert [i.remote_id for i in fetched.interviews] == ["E"]
+    assert [(i.remote_id, i.message) for i in fetched.invalid] == [("D", "remote_id: appears 2 times in this fetch (items #0, #1)")]
