@@ -33,7 +33,7 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class lazy:  # noqa: N801 - used like @property
+class lazy:
     """Computed on first use, then stored on the instance (also on frozen dataclasses). Unlike
     functools.cached_property on Python 3.11 it takes no lock: it is on the hot path of every pass."""
 
