@@ -12,7 +12,6 @@ import click
 
 from connector import views
 from connector.config import Settings, load_settings
-from connector.daemon import stale_heartbeat
 from connector.engine import ActionResult, PassOptions, PassResult, build_redactor, open_engine
 from connector.errors import ConnectorError, JobylonError, UserError
 from connector.logs import setup_logging
@@ -173,6 +172,8 @@ def status(state: CliState, limit: int, as_json: bool) -> None:
 
 
 def status_document(store: Store, limit: int = 10) -> dict[str, Any]:
+    from connector.daemon import stale_heartbeat  # apscheduler is only needed here, not on every command
+
     runs = store.runs(limit)
     failures = store.count_open_failures()
     return {

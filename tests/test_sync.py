@@ -261,3 +261,47 @@ def test_sync_cli_prints_summary_and_status(tmp_path, sandbox):
     assert document["events"] == {"synced": 1}
     assert document["failures"] == {"permanent": 1}
     assert document["runs"][0]["counts"]["created"] == 1
+
+
+def test_incremental_fetches_with_a_cursor_and_every_nth_poll_complete(tmp_path, sandbox):
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    items = [item("A", updated_at="2026-01-01T10:00:00+00:00"), item("B", updated_at="2026-01-02T10:00:00+00:00")]
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            seen.append(query)
+            since = query.get("changed_since")
+            body = _json.dumps([i for i in items if since is None or i["updated_at"] > since]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    h = Harness(tmp_path, sandbox, sync={"full_every": 3})
+    h.data["source"] = {"kind": "http", "url": f"http://127.0.0.1:{server.server_address[1]}/i", "since_param": "changed_since"}
+    try:
+        first = h.sync(full=None)
+        assert first.complete and first.counts["created"] == 2 and seen[-1] == {}
+        items[0] = item("A", title="moved", updated_at="2026-01-03T10:00:00+00:00")
+        second = h.sync(full=None)
+        assert not second.complete and seen[-1] == {"changed_since": "2026-01-02T10:00:00.000+00:00"}
+        assert second.counts["updated"] == 1 and second.fetched == 1
+        third = h.sync(full=None)
+        assert not third.complete and third.counts["deleted"] == 0  # B is absent from a partial fetch: kept
+        fourth = h.sync(full=None)
+        assert fourth.complete and seen[-1] == {}, "every 3rd poll is complete"
+        assert len(h.jobylon_events()) == 2
+    finally:
+        h.close()
+        server.shutdown()
