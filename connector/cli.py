@@ -4,6 +4,7 @@ place (`ConnectorGroup.invoke`)."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +130,16 @@ def _run_with_progress(engine: Any, options: PassOptions) -> PassResult:
 
         engine.on_planned = planned
         engine.on_progress = advanced
-        return engine.run_pass(options)
+        # While the bar is live, rich swaps sys.stderr for a proxy that prints above the bar:
+        # point the log handlers at it so log lines do not tear the bar.
+        handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+        previous = [h.setStream(sys.stderr) for h in handlers]
+        try:
+            return engine.run_pass(options)
+        finally:
+            for handler, stream in zip(handlers, previous, strict=True):
+                if stream is not None:
+                    handler.setStream(stream)
 
 
 @cli.command()
