@@ -21,7 +21,7 @@ from typing import Any
 from connector.config import Settings
 from connector.errors import AuthError, InDoubtError, JobylonError, NotFoundError, SourceError, TransientError
 from connector.jobylon import JobylonClient
-from connector.mapping import Mapper
+from connector.mapping import Mapper, drain
 from connector.model import Interview, InvalidItem
 from connector.plan import Action, Create, Delete, Invalid, Known, Plan, Policy, Recreate, Skip, Update, guard, plan
 from connector.redact import Redactor
@@ -205,8 +205,8 @@ class Engine:
         return False, cursor
 
     def _plan_and_execute(self, run_id: int | None, items: list[Any], complete: bool, options: PassOptions, started: datetime) -> PassResult:
-        raws = items
-        mapped = self.mapper.map_all(raws)
+        fetched_count = len(items)
+        mapped = self.mapper.map_all(drain(items))
         interviews, invalid = mapped.interviews, mapped.invalid
         known = self.store.known()
         mapped_live = sum(1 for k in known.values() if k.event_id is not None and k.status != "deleted")
@@ -234,14 +234,14 @@ class Engine:
         refusal = guard(
             planned,
             mapped=mapped_live,
-            fetched=len(raws),
+            fetched=fetched_count,
             complete=complete,
             max_deletes=self.settings.sync.max_deletes,
             max_delete_fraction=self.settings.sync.max_delete_fraction,
         )
         if options.dry_run:
             counts = self._count(planned, [], dry_run=True)
-            return PassResult(None, "dry_run", counts, complete, planned, error=refusal, fetched=len(raws))
+            return PassResult(None, "dry_run", counts, complete, planned, error=refusal, fetched=fetched_count)
         assert run_id is not None
         held_back: list[Delete] = []
         actions = planned.actions
@@ -270,7 +270,7 @@ class Engine:
             outcome = "failed_items" if failed else "ok"
         self._advance_cursor(interviews, complete, outcome)
         return self._finish(
-            run_id, outcome, complete, started, planned, results=results, counts=counts, error=refusal if held_back else self._stop_detail, fetched=len(raws)
+            run_id, outcome, complete, started, planned, results=results, counts=counts, error=refusal if held_back else self._stop_detail, fetched=fetched_count
         )
 
     def _advance_cursor(self, interviews: list[Interview], complete: bool, outcome: str) -> None:

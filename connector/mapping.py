@@ -8,7 +8,7 @@ fraction of the cost on large fetches.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +86,14 @@ class MappedFetch:
         return sum(1 for item in self.invalid if item.remote_id is None)
 
 
+def drain(items: list[Any]) -> Iterator[Any]:
+    """Yield the items of a list, dropping each from the list as it goes, so a large fetch is not
+    held twice (raw and mapped) at the peak."""
+    for index in range(len(items)):
+        item, items[index] = items[index], None
+        yield item
+
+
 class Mapper:
     def __init__(self, config: MappingConfig) -> None:
         self._getters: list[tuple[str, Callable[[Any], Any]]] = [
@@ -114,8 +122,9 @@ class Mapper:
         return build_interview(self.extract(raw), index)
 
     def map_all(self, raws: Iterable[Any]) -> MappedFetch:
-        """Map every item; items that share a remote id are all invalid (which one is right cannot
-        be known), and their remote id is held back from any create, update or delete."""
+        """Map every item (pass `drain(items)` to free each raw item once it is mapped). Items that
+        share a remote id are one invalid record (which one is right cannot be known), and that
+        remote id is held back from any create, update or delete."""
         results = [self.map_one(raw, index) for index, raw in enumerate(raws)]
         positions: dict[str, list[int]] = {}
         for index, result in enumerate(results):

@@ -29,7 +29,7 @@ from connector.model import Interview, InvalidItem
 EventStatus = Literal["synced", "pending", "in_doubt", "failed", "deleted"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the state database knows about one remote id."""
 
