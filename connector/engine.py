@@ -208,17 +208,20 @@ class Engine:
         fetched_count = len(items)
         mapped = self.mapper.map_all(drain(items))
         interviews, invalid = mapped.interviews, mapped.invalid
-        known = self.store.known()
-        mapped_live = sum(1 for k in known.values() if k.event_id is not None and k.status != "deleted")
+        mapped_live = self.store.count_live_events()
         if options.only is not None:
             interviews = [d for d in interviews if d.remote_id in options.only]
             invalid = [i for i in invalid if i.remote_id in options.only]
-            known = {rid: k for rid, k in known.items() if rid in options.only}
-            if options.replay:
-                known = {
-                    rid: replace(k, failure_kind=None, next_attempt_at=None, failed_content_hash=None) if k.failure_kind != "in_doubt" else k
-                    for rid, k in known.items()
-                }
+            known = self.store.known(options.only)
+        elif complete:
+            known = self.store.known()
+        else:  # an incremental fetch plans nothing for ids it did not bring: read only its own
+            known = self.store.known([d.remote_id for d in interviews] + [i.remote_id for i in invalid if i.remote_id is not None])
+        if options.only is not None and options.replay:
+            known = {
+                rid: replace(k, failure_kind=None, next_attempt_at=None, failed_content_hash=None) if k.failure_kind != "in_doubt" else k
+                for rid, k in known.items()
+            }
         now = self.clock()
         planned = plan(
             interviews,

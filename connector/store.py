@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -263,34 +263,43 @@ class Store:
 
     # -- what we know ------------------------------------------------------------------------
 
-    def known(self, only: str | None = None) -> dict[str, Known]:
-        """Every mapping with its open failure, in one query."""
+    def known(self, remote_ids: Iterable[str] | None = None) -> dict[str, Known]:
+        """Mappings with their open failure: all of them in one query, or only those of
+        `remote_ids` (an incremental fetch), in chunks."""
         sql = """
             SELECT e.remote_id, e.event_id, e.status, e.mutable_hash, e.fixed_hash, e.ends_at_utc,
                    f.kind AS failure_kind, f.next_attempt_at, f.content_hash AS failed_content_hash
             FROM events e
             LEFT JOIN failures f ON f.remote_id = e.remote_id AND f.resolved_at IS NULL
         """
-        params: list[Any] = []
-        if only is not None:
-            sql += " WHERE e.remote_id = ?"
-            params.append(only)
+        if remote_ids is None:
+            batches: list[tuple[str, list[Any]]] = [(sql, [])]
+        else:
+            ids = list(dict.fromkeys(remote_ids))
+            batches = [
+                (f"{sql} WHERE e.remote_id IN ({', '.join('?' * len(chunk))})", chunk)
+                for chunk in (ids[start : start + 500] for start in range(0, len(ids), 500))
+            ]
         result: dict[str, Known] = {}
         with self._lock:
-            cursor = self.db.execute(sql, params)
-            for row in cursor:
-                result[row[0]] = Known(
-                    remote_id=row[0],
-                    event_id=row[1],
-                    status=row[2],
-                    mutable_hash=row[3],
-                    fixed_hash=row[4],
-                    ends_at_utc=parse_iso(row[5]),
-                    failure_kind=row[6],
-                    next_attempt_at=parse_iso(row[7]),
-                    failed_content_hash=row[8],
-                )
+            for query, params in batches:
+                for row in self.db.execute(query, params):
+                    result[row[0]] = Known(
+                        remote_id=row[0],
+                        event_id=row[1],
+                        status=row[2],
+                        mutable_hash=row[3],
+                        fixed_hash=row[4],
+                        ends_at_utc=parse_iso(row[5]),
+                        failure_kind=row[6],
+                        next_attempt_at=parse_iso(row[7]),
+                        failed_content_hash=row[8],
+                    )
         return result
+
+    def count_live_events(self) -> int:
+        """Mappings with an event in Jobylon."""
+        return self._query("SELECT count(*) AS n FROM events WHERE event_id IS NOT NULL AND status != 'deleted'")[0]["n"]
 
     def event(self, remote_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM events WHERE remote_id = ?", [remote_id])
