@@ -273,7 +273,15 @@ class Engine:
             outcome = "failed_items" if failed else "ok"
         self._advance_cursor(interviews, complete, outcome)
         return self._finish(
-            run_id, outcome, complete, started, planned, results=results, counts=counts, error=refusal if held_back else self._stop_detail, fetched=fetched_count
+            run_id,
+            outcome,
+            complete,
+            started,
+            planned,
+            results=results,
+            counts=counts,
+            error=refusal if held_back else self._stop_detail,
+            fetched=fetched_count,
         )
 
     def _advance_cursor(self, interviews: list[Interview], complete: bool, outcome: str) -> None:

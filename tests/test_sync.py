@@ -273,7 +273,7 @@ def test_incremental_fetches_with_a_cursor_and_every_nth_poll_complete(tmp_path,
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
             seen.append(query)
             since = query.get("changed_since")
