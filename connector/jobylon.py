@@ -27,7 +27,7 @@ from connector.retry import RateLimiter, call_with_retries, parse_retry_after
 
 log = logging.getLogger("connector.jobylon")
 RESPONSE_KEEP = 2000
-SAFE_TO_REPEAT_STATUSES = {408, 429, 503}  # the server says it did not process the request
+SAFE_TO_REPEAT_STATUSES = {429, 503}  # the server says it did not process the request
 
 
 def _is_connect_failure(exc: requests.ConnectionError) -> bool:
@@ -164,7 +164,7 @@ class JobylonClient:
         if status in SAFE_TO_REPEAT_STATUSES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return TransientError(f"{where}: {status}, Jobylon asks to try later", retry_after=retry_after, **details)
-        if status >= 500:
+        if status >= 500 or status == 408:
             if context["method"] == "POST":
                 return InDoubtError(f"{where}: {status} after the request was sent; the event may or may not exist", **details)
             return TransientError(f"{where}: {status} from Jobylon", **details)
