@@ -96,13 +96,21 @@ def drain(items: list[Any]) -> Iterator[Any]:
 
 class Mapper:
     def __init__(self, config: MappingConfig) -> None:
+        expressions = {name: expr.strip() for name in CANONICAL_FIELDS if (expr := getattr(config, name)) is not None}
+        # Top-level field names are read straight from the item; everything else is compiled once.
+        self._keys = [(name, expr) for name, expr in expressions.items() if _PLAIN_PATH.match(expr) and "." not in expr]
         self._getters: list[tuple[str, Callable[[Any], Any]]] = [
-            (name, compile_expression(expr)) for name in CANONICAL_FIELDS if (expr := getattr(config, name)) is not None
+            (name, compile_expression(expr)) for name, expr in expressions.items() if (name, expr) not in self._keys
         ]
         self._defaults = dict(config.defaults)
 
     def extract(self, raw: Any) -> dict[str, Any]:
         values = dict(self._defaults)
+        if isinstance(raw, dict):
+            for name, key in self._keys:
+                value = raw.get(key)
+                if value is not None:
+                    values[name] = value
         for name, get in self._getters:
             try:
                 value = get(raw)

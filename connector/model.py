@@ -94,7 +94,9 @@ class Interview:
     fixed_hash: str = field(init=False, compare=False, repr=False)  # of the fields only a recreate changes
 
     def __post_init__(self) -> None:
-        start_time = self.start.astimezone(zone(self.timezone)).strftime(START_TIME_FORMAT)
+        local = self.start.astimezone(zone(self.timezone))
+        # isoformat is the same text as START_TIME_FORMAT for four-digit years, and faster.
+        start_time = local.replace(tzinfo=None).isoformat(timespec="seconds")
         set_ = object.__setattr__
         set_(self, "start_time", start_time)
         set_(self, "ends_at_utc", self.start.astimezone(UTC) + timedelta(minutes=self.duration_minutes))
@@ -292,6 +294,8 @@ def localize(wall: datetime, tz: ZoneInfo) -> datetime | None:
     """Attach `tz` to a naive wall time; None if that wall time does not exist (DST gap).
     Ambiguous times take their first occurrence (fold=0)."""
     aware = wall.replace(tzinfo=tz, fold=0)
+    if aware.utcoffset() == wall.replace(tzinfo=tz, fold=1).utcoffset():
+        return aware  # the common case: neither in a gap nor in an overlap
     round_trip = aware.astimezone(UTC).astimezone(tz)
     if round_trip.replace(tzinfo=None) != wall:
         return None
