@@ -81,7 +81,13 @@ def main() -> None:
     finally:
         sandbox.stop()
     ratio = sent_total / needed_total
-    summary = {"rounds": args.rounds, "calls_needed": needed_total, "calls_sent": sent_total, "calls_per_change": round(ratio, 4), "unchanged_rounds_calls": unchanged_rounds_sent}
+    summary = {
+        "rounds": args.rounds,
+        "calls_needed": needed_total,
+        "calls_sent": sent_total,
+        "calls_per_change": round(ratio, 4),
+        "unchanged_rounds_calls": unchanged_rounds_sent,
+    }
     rows.append(["total", "", needed_total, sent_total])
     report("calls_per_change", ["round", "changes", "calls needed", "calls sent"], rows, summary)
     print(f"calls per change: {ratio:.2f}")

@@ -54,7 +54,9 @@ class Sandbox:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "connector", "sandbox", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "connector", "sandbox", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -121,7 +123,9 @@ def run_connector(config: Path, *args: str) -> tuple[float, int, int]:
 
 def last_run(config: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
-    out = subprocess.run([sys.executable, "-m", "connector", "--config", str(config), "status", "--json", "--runs", "1"], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "connector", "--config", str(config), "status", "--json", "--runs", "1"], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(out.stdout)["runs"][0]
 
 

@@ -32,7 +32,7 @@ class Source:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 since = parse_qs(urlsplit(self.path).query).get("changed_since", [None])[0]
                 chosen = outer.items if since is None else [i for i in outer.items if i["updated_at"] > since]
                 body = json.dumps(chosen).encode()
@@ -61,7 +61,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-incremental-") as name:
             config = write_config(
-                Path(name), sandbox.url,
+                Path(name),
+                sandbox.url,
                 {"kind": "http", "url": source.url, "since_param": "changed_since", "max_bytes": 500_000_000, "timeout_seconds": 120},
                 sync={"full_every": 1000},
             )
@@ -92,7 +93,12 @@ def main() -> None:
         "setup_s": round(setup, 1),
         "exit_code": code,
     }
-    report("incremental", ["mapped", "changed", "process s", "pass ms", "complete fetch", "updated", "requests", "peak RSS MB", "set-up s", "exit"], [list(result.values())], result)
+    report(
+        "incremental",
+        ["mapped", "changed", "process s", "pass ms", "complete fetch", "updated", "requests", "peak RSS MB", "set-up s", "exit"],
+        [list(result.values())],
+        result,
+    )
 
 
 if __name__ == "__main__":

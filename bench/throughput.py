@@ -36,8 +36,11 @@ def measure(items: int, latency_ms: float, concurrency: int, rate: float) -> dic
         try:
             sandbox.post("/_sandbox/faults", {"rate": 0, "latency_ms": latency_ms})
             config = write_config(
-                folder, sandbox.url, {"kind": "file", "path": str(source), "format": "json"},
-                sync={"concurrency": concurrency}, jobylon={"max_requests_per_second": rate},
+                folder,
+                sandbox.url,
+                {"kind": "file", "path": str(source), "format": "json"},
+                sync={"concurrency": concurrency},
+                jobylon={"max_requests_per_second": rate},
             )
             wall, _, code = run_connector(config, "sync", "--full")
             log = sandbox.get("/_sandbox/requests")
@@ -45,7 +48,7 @@ def measure(items: int, latency_ms: float, concurrency: int, rate: float) -> dic
             sandbox.stop()
     if code != 0:
         raise SystemExit(f"sync exited {code}")
-    stamps = sorted(r["at"] for r in log if r["method"] == "POST")
+    stamps = sorted(r["received_at"] for r in log if r["method"] == "POST")
     achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     bound = min(rate, concurrency * 1000 / latency_ms) if latency_ms else rate
     return {

@@ -389,8 +389,10 @@ class SandboxState:
                 return None
             return {"fault": self.rng.choices(kinds, weights=[faults["kinds"][k] for k in kinds])[0]}
 
-    def record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
-        entry = {"seq": 0, "method": method, "path": path[:300], "status": status, "fault": fault, "at": time.time()}
+    def record(self, method: str, path: str, status: int | None, fault: str | None, received: float | None = None) -> None:
+        """`at` is when the answer went out; `received_at` when the request came in (rate checks)."""
+        now = time.time()
+        entry = {"seq": 0, "method": method, "path": path[:300], "status": status, "fault": fault, "at": now, "received_at": received or now}
         with self.lock:
             entry["seq"] = len(self.log) + 1
             self.log.append(entry)
@@ -869,6 +871,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the API
 
     def _api(self, method: str, path: str, raw: bytes) -> None:
+        received = time.time()
         sandbox = self.server.sandbox
         state = sandbox.state
         latency = state.faults["latency_ms"]
@@ -876,13 +879,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(latency / 1000)
         route = sandbox.route(path)
         if route is None:
-            state.record(method, path, 404, None)
+            state.record(method, path, 404, None, received)
             self._send(404, {"detail": NOT_FOUND})
             return
         app_id, app_key = self.headers.get("X-App-Id"), self.headers.get("X-App-Key")
         partner = _partner(app_id, app_key)
         if partner is None:
-            state.record(method, path, 403, None)
+            state.record(method, path, 403, None, received)
             self._send(403, {"detail": AUTH_MISSING if not app_id or not app_key else AUTH_INVALID})
             return
         fault = state.pick_fault(method)
@@ -890,15 +893,15 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in ("429", "503"):
             retry_after = fault.get("retry_after", state.faults["retry_after_seconds"])  # type: ignore[union-attr]
             detail = f"Request was throttled. Expected available in {retry_after} seconds." if kind == "429" else "Service temporarily unavailable."
-            state.record(method, path, int(kind), kind)
+            state.record(method, path, int(kind), kind, received)
             self._send(int(kind), {"detail": detail}, {"Retry-After": str(retry_after)})
             return
         if kind == "500":
-            state.record(method, path, 500, kind)
+            state.record(method, path, 500, kind, received)
             self._send(500, {"detail": "Internal server error."})
             return
         if kind == "drop":
-            state.record(method, path, None, kind)
+            state.record(method, path, None, kind, received)
             self._drop()
             return
         if kind == "latency":
@@ -906,7 +909,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, answer, headers = self._handle(sandbox, route, method, partner, raw)
         if kind == "apply_then_500":
             status, answer, headers = 500, {"detail": "Internal server error."}, None
-        state.record(method, path, status, kind)
+        state.record(method, path, status, kind, received)
         self._send(status, answer, headers)
 
     def _handle(
@@ -989,6 +992,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve_forever(host: str = "127.0.0.1", port: int = 8765, fault_rate: float = 0.0, **kwargs: Any) -> None:
     """Run the sandbox until Ctrl-C or SIGTERM (for `connector sandbox`)."""
+    # Its threads mostly sleep (added latency) or wait on sockets: a short switch interval keeps
+    # the latency it adds close to what was asked for when many connections are busy.
+    sys.setswitchinterval(0.0005)
     server = SandboxServer(host, port, fault_rate=fault_rate, **kwargs)
     stop = threading.Event()
     previous = None
