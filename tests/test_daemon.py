@@ -270,3 +270,25 @@ def test_alert_on_entering_a_bad_state_and_on_recovery_without_repeats(daemon_ha
     assert len(hook.messages) == 2
     assert d.stop() == 0
     hook.server.shutdown()
+
+
+def test_schedule_from_interval_or_cron_and_a_bad_cron_is_a_config_error(tmp_path, sandbox):
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from connector.daemon import make_trigger, validate_schedule
+    from connector.errors import ConfigError
+
+    h = Harness(tmp_path, sandbox, sync={"interval_seconds": 30, "jitter_seconds": 5})
+    try:
+        trigger = make_trigger(h.settings)
+        assert isinstance(trigger, IntervalTrigger) and trigger.interval.total_seconds() == 30 and trigger.jitter == 5
+        h.data["sync"]["cron"] = "*/5 * * * *"
+        assert isinstance(make_trigger(h.settings), CronTrigger)
+        h.data["sync"]["cron"] = "every five minutes"
+        with pytest.raises(ConfigError, match="sync.cron: not a valid crontab expression"):
+            validate_schedule(h.settings)
+        result = run_cli("--config", str(h.config_file()), "run")
+        assert result.returncode == 2 and "sync.cron" in result.stderr
+    finally:
+        h.close()
