@@ -111,14 +111,22 @@ def _toml(value: Any) -> str:
 
 
 def run_connector(config: Path, *args: str) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in MB of that process alone, exit code) of one `connector` run."""
+    """(wall seconds, peak RSS in MB of that process alone, exit code) of one `connector` run.
+
+    The peak RSS comes from GNU time (`/usr/bin/time -f %M`) so that it is the connector's own:
+    the rusage of a child forked from this (large) benchmark process would count the parent's
+    pages it started with."""
     env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
+    command = [sys.executable, "-m", "connector", "--config", str(config), *args]
+    gnu_time = Path("/usr/bin/time")
+    if gnu_time.exists():
+        command = [str(gnu_time), "-f", "MAXRSS_KB=%M", *command]
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "--config", str(config), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss // 1024, proc.returncode
+    marks = [line for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB=")]
+    rss_mb = int(marks[-1].split("=")[1]) // 1024 if marks else -1
+    return wall, rss_mb, proc.returncode
 
 
 def last_run(config: Path) -> dict[str, Any]:
