@@ -24,7 +24,7 @@ from connector.errors import AuthError, InDoubtError, JobylonError, NotFoundErro
 from connector.jobylon import JobylonClient
 from connector.mapping import Mapper, drain
 from connector.model import Interview, InvalidItem
-from connector.plan import Action, Create, Delete, Invalid, Known, Plan, Policy, Recreate, Skip, Update, guard, plan
+from connector.plan import Action, Create, Delete, Invalid, Plan, Policy, Recreate, Skip, Update, guard, plan
 from connector.redact import Redactor
 from connector.retry import RateLimiter
 from connector.sources import Source, open_source
@@ -253,7 +253,7 @@ class Engine:
             held_back = planned.deletes
             actions = [a for a in actions if not (isinstance(a, Delete) and a.event_id is not None)]
             log.error("guard: %s; deletions held back (rerun with --allow-mass-delete if intended)", refusal, extra={"run_id": run_id})
-        results = self._record_non_calls(run_id, actions, known, now)
+        results = self._record_non_calls(run_id, actions, now)
         self._resolve_fixed_items(interviews, invalid, complete and options.only is None, now)
         calls = [a for a in actions if isinstance(a, (Create, Update, Recreate, Delete)) and not (isinstance(a, Delete) and a.event_id is None)]
         if self.on_planned:
@@ -348,18 +348,17 @@ class Engine:
 
     # -- actions without a call --------------------------------------------------------------
 
-    def _record_non_calls(self, run_id: int, actions: list[Action], known: dict[str, Known], now: datetime) -> list[ActionResult]:
+    def _park(self, remote_id: str, action: str, message: str, content_hash: str | None, now: datetime) -> bool:
+        """Record a permanent failure that needed no call; False when the same one is already open."""
+        failure = FailureRecord(kind="permanent", message=message, content_hash=content_hash)
+        return self.store.record_item_failure(remote_id, action, failure, now, only_if_changed=True)
+
+    def _record_non_calls(self, run_id: int, actions: list[Action], now: datetime) -> list[ActionResult]:
         results = []
         for action in actions:
             if isinstance(action, Invalid):
                 item = action.item
-                new = self.store.record_item_failure(
-                    item.label,
-                    "map",
-                    FailureRecord(kind="permanent", message=item.message, content_hash=item.content_hash),
-                    now,
-                    only_if_changed=True,
-                )
+                new = self._park(item.label, "map", item.message, item.content_hash, now)
                 log.log(
                     logging.WARNING if new else logging.DEBUG,
                     "invalid item %s: %s",
@@ -370,13 +369,7 @@ class Engine:
                 results.append(ActionResult("invalid", item.label, action.event_id, "invalid", item.message))
             elif isinstance(action, Skip):
                 if action.report:
-                    self.store.record_item_failure(
-                        action.remote_id,
-                        "recreate",
-                        FailureRecord(kind="permanent", message=action.reason, content_hash=action.content_hash),
-                        now,
-                        only_if_changed=True,
-                    )
+                    self._park(action.remote_id, "recreate", action.reason, action.content_hash, now)
                     log.warning(
                         "%s needs an operator: %s",
                         action.remote_id,

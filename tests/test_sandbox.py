@@ -289,7 +289,15 @@ def test_scripted_fault_on_create(api, sandbox, fault, status, applied):
     assert sandbox.stats()["faults"] == {fault: 1}
     entry = sandbox.requests_log()[-1]
     assert entry["received_at"] <= entry["at"]
-    assert entry | {"at": 0, "received_at": 0} == {"seq": 1, "method": "POST", "path": "/p1/events/", "status": status, "fault": fault, "at": 0, "received_at": 0}
+    assert entry | {"at": 0, "received_at": 0} == {
+        "seq": 1,
+        "method": "POST",
+        "path": "/p1/events/",
+        "status": status,
+        "fault": fault,
+        "at": 0,
+        "received_at": 0,
+    }
 
 
 def test_apply_then_500_really_applies_put_and_delete(api, sandbox):

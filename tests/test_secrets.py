@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import Harness, item, run_cli
+from conftest import Harness, JsonServer, item, run_cli
 
 from connector.sandbox.directory import DEMO_APP_KEY, FOREIGN_ORGANIZER
 
@@ -17,28 +15,21 @@ SOURCE_TOKEN = "src-token-SECRET-7f3a9"
 
 
 def token_api(items):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            ok = self.headers.get("Authorization") == f"Bearer {SOURCE_TOKEN}"
-            body = json.dumps(items if ok else {"detail": "no"}).encode()
-            self.send_response(200 if ok else 401)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    """The partner's API: the items for the right bearer token, 401 otherwise."""
 
-        def log_message(self, *args):
-            pass
+    def answer(query, headers):
+        if headers.get("Authorization") == f"Bearer {SOURCE_TOKEN}":
+            return 200, items
+        return 401, {"detail": "no"}
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return JsonServer(answer)
 
 
 def test_no_secret_in_logs_outputs_or_database(tmp_path, sandbox):
     items = [item("A"), item("B", organizer={"email": FOREIGN_ORGANIZER}), item("C"), item("D", timezone="Nope/Nope")]
     api = token_api(items)
     h = Harness(tmp_path, sandbox)
-    h.data["source"] = {"kind": "http", "url": f"http://127.0.0.1:{api.server_address[1]}/i", "auth": {"type": "bearer", "token": SOURCE_TOKEN}}
+    h.data["source"] = {"kind": "http", "url": api.url, "auth": {"type": "bearer", "token": SOURCE_TOKEN}}
     try:
         config = h.config_file()
         sandbox.script({"method": "POST", "fault": "apply_then_500"})
@@ -72,7 +63,7 @@ def test_no_secret_in_logs_outputs_or_database(tmp_path, sandbox):
                 assert secret.encode() not in data, (path, secret)
     finally:
         h.close()
-        api.shutdown()
+        api.stop()
 
 
 def test_state_files_are_owner_only(harness):

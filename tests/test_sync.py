@@ -2,7 +2,7 @@
 
 import time
 
-from conftest import Harness, item, run_cli
+from conftest import Harness, JsonServer, item, run_cli
 
 from connector.sandbox.directory import FOREIGN_ORGANIZER
 
@@ -264,32 +264,17 @@ def test_sync_cli_prints_summary_and_status(tmp_path, sandbox):
 
 
 def test_incremental_fetches_with_a_cursor_and_every_nth_poll_complete(tmp_path, sandbox):
-    import json as _json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
     items = [item("A", updated_at="2026-01-01T10:00:00+00:00"), item("B", updated_at="2026-01-02T10:00:00+00:00")]
     seen = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-            seen.append(query)
-            since = query.get("changed_since")
-            body = _json.dumps([i for i in items if since is None or i["updated_at"] > since]).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(query, headers):
+        seen.append(query)
+        since = query.get("changed_since")
+        return 200, [i for i in items if since is None or i["updated_at"] > since]
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = JsonServer(answer)
     h = Harness(tmp_path, sandbox, sync={"full_every": 3})
-    h.data["source"] = {"kind": "http", "url": f"http://127.0.0.1:{server.server_address[1]}/i", "since_param": "changed_since"}
+    h.data["source"] = {"kind": "http", "url": api.url, "since_param": "changed_since"}
     try:
         first = h.sync(full=None)
         assert first.complete and first.counts["created"] == 2 and seen[-1] == {}
@@ -304,4 +289,4 @@ def test_incremental_fetches_with_a_cursor_and_every_nth_poll_complete(tmp_path,
         assert len(h.jobylon_events()) == 2
     finally:
         h.close()
-        server.shutdown()
+        api.stop()
