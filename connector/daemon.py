@@ -151,10 +151,11 @@ class Daemon:
             return
         self.engine.close()
         self.settings = settings
-        self.engine = Engine(settings, self.store)
+        redactor = build_redactor(settings)
+        self.store.redactor = redactor  # new secrets are masked in what is stored and logged from now on
+        self.engine = Engine(settings, self.store, redactor=redactor)
         self.alerter = self._make_alerter(settings)
-        self.engine.redactor = build_redactor(settings)
-        setup_logging(self.log_format or settings.observability.log_format, "DEBUG" if self.verbose else settings.observability.log_level, self.engine.redactor)
+        setup_logging(self.log_format or settings.observability.log_format, "DEBUG" if self.verbose else settings.observability.log_level, redactor)
         log.info("config reloaded")
 
     # -- a poll ------------------------------------------------------------------------------

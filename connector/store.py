@@ -186,7 +186,7 @@ def _secure_path(path: Path) -> None:
 class Store:
     def __init__(self, path: str | os.PathLike[str], *, redactor: Redactor | None = None) -> None:
         self.path = Path(path)
-        self._redactor = redactor or Redactor()
+        self.redactor = redactor or Redactor()
         _secure_path(self.path)
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self.db = Database(conn, execute_plugins=False)
@@ -341,7 +341,7 @@ class Store:
                     json.dumps(counts),
                     None if complete_fetch is None else int(complete_fetch),
                     int((finished_at - started_at).total_seconds() * 1000),
-                    self._redactor.text(error) if error else None,
+                    self.redactor.text(error) if error else None,
                     run_id,
                 ],
             )
@@ -369,7 +369,7 @@ class Store:
         content_hash: str | None,
         now: datetime,
     ) -> Intent:
-        request = self._redactor.data(request) if request is not None else None
+        request = self.redactor.data(request) if request is not None else None
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -413,7 +413,7 @@ class Store:
                 intent.method,
                 http_status,
                 outcome,
-                self._redactor.text(message) if message else None,
+                self.redactor.text(message) if message else None,
                 iso(now),
                 int((now - intent.started_at).total_seconds() * 1000),
             ],
@@ -434,7 +434,7 @@ class Store:
                 "remote_id": remote_id,
                 "event_id": state.event_id,
                 "status": state.status,
-                "payload": json.dumps(self._redactor.data(state.payload)) if state.payload is not None else None,
+                "payload": json.dumps(self.redactor.data(state.payload)) if state.payload is not None else None,
                 "mutable_hash": state.mutable_hash,
                 "fixed_hash": state.fixed_hash,
                 "starts": iso(state.starts_at_utc),
@@ -447,7 +447,7 @@ class Store:
     def _upsert_failure(self, db: Database, remote_id: str, action: str, failure: FailureRecord, now: datetime, *, only_if_changed: bool = False) -> bool:
         """Open a failure for this remote id, or update its open one; returns False when
         `only_if_changed` and the open failure already says the same (same kind, action and content)."""
-        request = json.dumps(self._redactor.data(failure.request)) if failure.request is not None else None
+        request = json.dumps(self.redactor.data(failure.request)) if failure.request is not None else None
         row = db.execute("SELECT attempts, kind, action, content_hash FROM failures WHERE remote_id = ? AND resolved_at IS NULL", [remote_id]).fetchone()
         if only_if_changed and row is not None and (row[1], row[2], row[3]) == (failure.kind, action, failure.content_hash):
             return False
@@ -457,9 +457,9 @@ class Store:
             action,
             failure.kind,
             failure.http_status,
-            self._redactor.text(failure.message),
+            self.redactor.text(failure.message),
             request,
-            self._redactor.text(failure.response) if failure.response else None,
+            self.redactor.text(failure.response) if failure.response else None,
             iso(now),
             iso(retry_at),
             failure.content_hash,
