@@ -69,6 +69,18 @@ class Metrics:
         return True, {"healthy": True, **body}
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A scraper that hangs up early is not an error worth a traceback in the service's log."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class MetricsServer:
     """`/metrics` (Prometheus text format) and `/healthz` (200 or 503 with a JSON reason) on 127.0.0.1."""
 
@@ -97,8 +109,7 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer((host, port), Handler)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
 
