@@ -1,25 +1,39 @@
 """Where interviews come from: the source kinds and their registry.
 
 A source returns the raw items of one fetch (dicts, and `BrokenItem` where a record could not be
-parsed) and says whether the fetch was *complete* (a full listing: absence implies deletion) or
-*incremental* (changed since a cursor).
+parsed) in source order, and says whether the fetch was *complete* (a full listing: absence implies
+deletion) or *incremental* (changed since a cursor).
+
+    source = open_source(settings.source, settings.retry)
+    try:
+        result = source.fetch(since=cursor)
+    finally:
+        source.close()
+
+Every failure to read the source is a `SourceError` whose message names the file or the URL (never
+its query string) and never carries a credential.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connector.config import FileSourceConfig, HttpSourceConfig, RetryConfig
+from connector.errors import SourceError
+
+# One class for the whole package: the mapper (which must not import the sources) recognises it too.
 from connector.model import BrokenItem
 
-__all__ = ["BrokenItem", "FetchResult", "Source", "open_source"]
+__all__ = ["BrokenItem", "FetchResult", "Source", "open_source", "register_source", "source_kinds"]
 
 
 @dataclass
 class FetchResult:
-    items: list[Any]
-    complete: bool
+    items: list[Any]  # raw items (usually dicts) and BrokenItem entries, in source order
+    complete: bool  # True: a full listing (absence implies deletion); False: changed since a cursor
     pages: int = 1
 
 
@@ -31,11 +45,67 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(config: FileSourceConfig | HttpSourceConfig, retry: RetryConfig) -> Source:
-    if isinstance(config, FileSourceConfig):
-        from connector.sources.file import FileSource
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages: "an object", "null", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
-        return FileSource(config)
+
+def json_problem(exc: BaseException, *, line: bool = True) -> str:
+    """The first problem json.loads found, without echoing the input (it may hold anything)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}" if line else f"{exc.msg} at column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 (byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+SourceFactory = Callable[[Any, RetryConfig], Source]
+
+
+def _file(config: FileSourceConfig, retry: RetryConfig) -> Source:
+    from connector.sources.file import FileSource
+
+    return FileSource(config)
+
+
+def _http(config: HttpSourceConfig, retry: RetryConfig) -> Source:
     from connector.sources.http import HttpSource
 
     return HttpSource(config, retry)
+
+
+# Keyed by `config.kind`; the modules are imported on first use, so a kind's dependencies load only
+# when that kind is configured.
+_REGISTRY: dict[str, SourceFactory] = {"file": _file, "http": _http}
+
+
+def register_source(kind: str, factory: SourceFactory) -> None:
+    """Add (or replace) the factory of a source kind: `factory(config, retry) -> Source`."""
+    _REGISTRY[kind] = factory
+
+
+def source_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def open_source(config: FileSourceConfig | HttpSourceConfig, retry: RetryConfig) -> Source:
+    """The source `config` describes. Opening does no I/O: problems surface on the first fetch."""
+    kind = getattr(config, "kind", None)
+    factory = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if factory is None:
+        raise SourceError(f"source.kind = {kind!r} is not a known source kind; expected one of {', '.join(source_kinds())}")
+    return factory(config, retry)
