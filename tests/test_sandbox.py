@@ -3,6 +3,7 @@ isolation, every fault kind, the control routes, keep-alive and the loopback-onl
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -20,7 +21,11 @@ from connector.sandbox.directory import (
     FOREIGN_ORGANIZER,
     OTHER_APP_ID,
     OTHER_APP_KEY,
+    PARTNERS,
 )
+from connector.sandbox.faults import check_faults, check_scripted, choose_fault, default_faults
+from connector.sandbox.state import SandboxState, copy_event
+from connector.sandbox.validation import validate_availability, validate_create, validate_update
 
 GOOD = {
     "title": "Interview",
@@ -515,3 +520,56 @@ def test_availability_validation(api):
     assert set(post(api, {}, url).json()) == {"duration_min", "response_format", "query_periods", "participants"}
     backwards = [{"start": "2030-05-02T09:00:00+00:00", "end": "2030-05-01T09:00:00+00:00"}]
     assert "query_periods" in post(api, availability_body(query_periods=backwards), url).json()
+
+
+# -- the seams, called directly (no HTTP) ---------------------------------------------------------
+
+
+def test_validation_functions_directly():
+    partner = PARTNERS[DEMO_APP_ID]
+    assert validate_create(GOOD, partner) == {}
+    assert validate_update(UPDATE) == {}
+    errors = validate_create({**GOOD, "duration": 0, "colour": "red", "participants": [FOREIGN_APPLICATION_IDS[0]]}, partner)
+    assert list(errors) == ["colour", "duration", "participants"] and errors["colour"] == ["Unknown field."]
+    required = ("title", "description", "duration", "start_time", "timezone", "organizer", "participants")
+    assert validate_create({}, partner) == {name: ["This field is required."] for name in required}
+    assert validate_update({**UPDATE, "organizer": "x@y.example"}) == {"organizer": ["This field cannot be updated."]}
+    assert "start_time" in validate_update({**UPDATE, "start_time": "2030-03-31T02:30:00"})  # the spring-forward gap in Stockholm
+    errors, query = validate_availability(availability_body(), partner)
+    assert errors == {} and query["required"] == ["recruiter@acme.example"] and query["format"] == "periods" and len(query["periods"]) == 1
+    errors, _ = validate_availability({}, partner)
+    assert list(errors) == ["duration_min", "participants", "query_periods", "response_format"]
+
+
+def test_fault_decision_directly():
+    config = check_faults(default_faults())
+    assert choose_fault("POST", [], config, random.Random(1)) is None  # rate 0: never
+    script = [check_scripted({"method": "put", "fault": "503"}), check_scripted({"fault": "drop"})]
+    assert choose_fault("POST", script, config, random.Random(1)) == {"method": None, "fault": "drop"}
+    assert choose_fault("PUT", script, config, random.Random(1)) == {"method": "PUT", "fault": "503"} and script == []
+    config = check_faults({**default_faults(), "rate": 0.5, "kinds": {"429": 1, "500": 0}})
+
+    def draws(seed):
+        rng = random.Random(seed)
+        return [choose_fault("POST", [], config, rng) for _ in range(200)]
+
+    assert draws(7) == draws(7) and {str(d) for d in draws(7)} == {"None", "{'fault': '429'}"}  # a weight of 0 is never drawn
+    for bad in ({**config, "rate": True}, {**config, "spike_ms": -1}, {**config, "extra": 1}):
+        with pytest.raises(ValueError):
+            check_faults(bad)
+    with pytest.raises(ValueError):
+        check_scripted({"fault": "429", "retry_after": 1.5})
+
+
+def test_state_directly():
+    state = SandboxState(faults=default_faults(seed=5), first_event_id=40)
+    partner, other = PARTNERS[DEMO_APP_ID], PARTNERS[OTHER_APP_ID]
+    assert state.create(partner, GOOD) == (201, {"id": 40})
+    assert state.update(other, 40, UPDATE)[0] == 403 and state.delete(partner, 41)[0] == 404
+    status, shown = state.update(partner, 40, {**UPDATE, "duration": 30})
+    assert status == 200 and "app_id" not in shown and "version" not in shown and shown["status"] == "rescheduled"
+    stored = copy_event(state.events[40])
+    assert stored["version"] == 2 and stored["participants"] is not state.events[40]["participants"]
+    status, periods = state.availability(partner, availability_body())
+    assert status == 200 and [(p["start"][11:16], p["end"][11:16]) for p in periods] == [("09:00", "10:00"), ("10:30", "13:00")]
+    assert state.delete(partner, 40) == (204, None) and state.events == {} and state.by_organizer[GOOD["organizer"]] == set()

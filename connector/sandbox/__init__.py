@@ -12,7 +12,8 @@ from connector.sandbox.directory import (
     OTHER_APP_KEY,
     PARTNERS,
 )
-from connector.sandbox.server import FAULT_KINDS, SandboxServer, serve_forever
+from connector.sandbox.faults import FAULT_KINDS
+from connector.sandbox.server import SandboxServer, serve_forever
 
 __all__ = [
     "APPLICATION_IDS",
