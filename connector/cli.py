@@ -3,7 +3,6 @@ place (`ConnectorGroup.invoke`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -11,30 +10,26 @@ from typing import Any
 
 import click
 
-from connector import views
+from connector import oncall, views
 from connector.config import Settings, load_settings
-from connector.engine import ActionResult, PassOptions, PassResult, build_redactor, open_engine
-from connector.errors import ConnectorError, JobylonError, UserError
+from connector.engine import PassOptions, build_redactor, open_engine
+from connector.errors import ConnectorError, UserError
 from connector.logs import setup_logging
 from connector.redact import Redactor
+from connector.results import ActionResult, PassResult
 from connector.store import Store
 
 
 class ConnectorGroup(click.Group):
-    """Turns the connector's errors into a one-line message and the documented exit code."""
+    """The one error boundary: the connector's errors become one line and the exit code their class
+    carries (`connector.errors`)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except UserError as exc:
-            click.echo(f"error: {_redact(ctx, str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
-        except JobylonError as exc:
-            click.echo(f"error: {_redact(ctx, exc.message)}", err=True)
-            ctx.exit(4 if exc.http_status in (401, 403) else 1)
         except ConnectorError as exc:
             click.echo(f"error: {_redact(ctx, str(exc))}", err=True)
-            ctx.exit(1)
+            ctx.exit(exc.exit_code)
 
 
 def _redact(ctx: click.Context, text: str) -> str:
@@ -165,10 +160,11 @@ def plan(state: CliState, as_json: bool) -> None:
 @pass_state
 def status(state: CliState, limit: int, as_json: bool) -> None:
     """Last runs, events per state, open failures, in-doubt items, the next run."""
-    settings = state.settings()
-    store = Store(settings.state.path, redactor=state.redactor)
+    from connector.daemon import stale_heartbeat  # apscheduler is only needed here, not on every command
+
+    store = _open_store(state)
     try:
-        document = status_document(store, limit)
+        document = oncall.status_document(store, limit, heartbeat_fresh=not stale_heartbeat(store.get_meta("heartbeat_at"), 60))
     finally:
         store.close()
     if as_json:
@@ -179,20 +175,6 @@ def status(state: CliState, limit: int, as_json: bool) -> None:
     out.print(views.counts_table("events", document["events"]))
     out.print(views.counts_table("open failures", document["failures"]))
     out.print(f"in doubt: {document['in_doubt']}    next run: {document['next_run_at'] or 'no daemon heartbeat'}")
-
-
-def status_document(store: Store, limit: int = 10) -> dict[str, Any]:
-    from connector.daemon import stale_heartbeat  # apscheduler is only needed here, not on every command
-
-    runs = store.runs(limit)
-    failures = store.count_open_failures()
-    return {
-        "runs": [{key: run[key] for key in ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")} for run in runs],
-        "events": store.count_events_by_status(),
-        "failures": failures,
-        "in_doubt": store.count_events_by_status().get("in_doubt", 0),
-        "next_run_at": None if stale_heartbeat(store.get_meta("heartbeat_at"), 60) else store.get_meta("next_run_at"),
-    }
 
 
 @cli.command()
@@ -206,17 +188,6 @@ def run(state: CliState) -> None:
 
     state.settings()  # a bad config refuses to start (exit 2)
     sys.exit(run_daemon(state.config_path, state.log_format, bool(state.verbose)))
-
-
-FAILURE_COLUMNS = ("id", "remote_id", "action", "kind", "http_status", "message", "attempts", "first_at", "last_at", "next_attempt_at", "resolved_at")
-
-
-def failure_document(row: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:
-    document = {key: row[key] for key in FAILURE_COLUMNS}
-    if detail:
-        document["request"] = json.loads(row["request"]) if row["request"] else None
-        document["response"] = row["response"]
-    return document
 
 
 @cli.group(invoke_without_command=True)
@@ -241,7 +212,7 @@ def failures_list(state: CliState, kind: str | None = None, only_open: bool = Tr
     """List failures: remote id, action, kind, attempts, times, HTTP status, message."""
     store = _open_store(state)
     try:
-        rows = [failure_document(r) for r in store.failures(kind=kind, include_resolved=not only_open)]
+        rows = [oncall.failure_document(r) for r in store.failures(kind=kind, include_resolved=not only_open)]
     finally:
         store.close()
     if as_json:
@@ -263,7 +234,7 @@ def failures_show(state: CliState, failure_id: int, as_json: bool) -> None:
         store.close()
     if row is None:
         raise UserError(f"no failure with id {failure_id} (see `connector failures list --all`)")
-    document = failure_document(row, detail=True)
+    document = oncall.failure_document(row, detail=True)
     if as_json:
         views.print_json(document)
         return
@@ -285,26 +256,15 @@ def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind
     if not (failure_ids or replay_all or kind or remote_ids):
         raise click.UsageError("name failure ids, or use --all, --kind or --remote-id")
     with open_engine(settings) as engine:
-        chosen = set(remote_ids)
-        rows = engine.store.failures()
-        wanted = set(failure_ids)
-        known_ids = {r["id"] for r in engine.store.failures(include_resolved=True)}
-        missing = sorted(wanted - known_ids)
-        if missing:
-            raise UserError(f"no failure with id {', '.join(map(str, missing))}")
-        for row in rows:
-            if replay_all or row["id"] in wanted or (kind and row["kind"] == kind):
-                chosen.add(row["remote_id"])
-        in_doubt = sorted(r["remote_id"] for r in rows if r["kind"] == "in_doubt" and r["remote_id"] in chosen)
-        for remote_id in in_doubt:
+        selection = oncall.select_replay(engine.store, failure_ids=failure_ids, replay_all=replay_all, kind=kind, remote_ids=remote_ids)
+        for remote_id in selection.in_doubt:
             click.echo(f"{remote_id}: in doubt; not replayed (use `connector resolve {remote_id} --event-id N | --recreate | --forget`)", err=True)
-        chosen -= set(in_doubt)
-        if not chosen:
+        if not selection.remote_ids:
             click.echo("nothing to replay", err=True)
             return
-        result = engine.run_pass(PassOptions(full=True, only=frozenset(chosen), replay=True))
+        result = engine.run_pass(PassOptions(full=True, only=selection.remote_ids, replay=True))
     out = views.console()
-    out.print(views.replay_table(result, sorted(chosen)))
+    out.print(views.replay_table(result, sorted(selection.remote_ids)))
     sys.exit(result.exit_code)
 
 
@@ -319,27 +279,13 @@ def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool,
     if sum((event_id is not None, forget, recreate)) != 1:
         raise click.UsageError("give exactly one of --event-id N, --forget, --recreate")
     settings = state.settings()
-    from connector.model import fixed_hash
-    from connector.store import utcnow
-
     with open_engine(settings) as engine:
-        store = engine.store
-        row = store.event(remote_id)
-        if row is None and not forget:
-            raise UserError(f"{remote_id}: not in the state database")
-        now = utcnow()
         if event_id is not None:
-            request = store.last_request(remote_id) or (json.loads(row["payload"]) if row and row["payload"] else None)
-            fixed = fixed_hash(request) if request else None
-            store.resolve_with_event(remote_id, event_id, fixed, now)
-            click.echo(f"{remote_id}: mapped to event {event_id}; the next pass updates it to match the source")
+            click.echo(oncall.resolve_with_event(engine.store, remote_id, event_id))
         elif forget:
-            store.forget(remote_id, now)
-            click.echo(f"{remote_id}: mapping dropped; Jobylon untouched")
+            click.echo(oncall.forget(engine.store, remote_id))
         else:
-            if row and row["event_id"] is not None and row["status"] not in ("in_doubt", "deleted"):
-                raise UserError(f"{remote_id}: mapped to live event {row['event_id']}; recreate only applies to items without an event")
-            store.mark_for_create(remote_id, now)
+            oncall.prepare_recreate(engine.store, remote_id)
             result = engine.run_pass(PassOptions(full=True, only=frozenset({remote_id}), replay=True))
             views.console().print(views.replay_table(result, [remote_id]))
             sys.exit(result.exit_code)

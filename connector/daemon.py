@@ -25,11 +25,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.alerts import Alerter, Observation
 from connector.config import Settings, load_settings
-from connector.engine import Engine, PassOptions, PassResult, build_redactor
+from connector.clock import iso, parse_iso
+from connector.engine import Engine, PassOptions, build_redactor
 from connector.errors import ConfigError
+from connector.executor import CrashPoint
 from connector.logs import setup_logging
 from connector.metrics import Metrics, MetricsServer
-from connector.store import Store, iso, parse_iso
+from connector.results import PassResult, is_success
+from connector.store import ProcessLock, Store
 
 log = logging.getLogger("connector.daemon")
 SHUTDOWN_GRACE_SECONDS = 60
@@ -57,8 +60,14 @@ class Daemon:
         self.log_format = log_format
         self.verbose = verbose
         self.store = Store(settings.state.path, redactor=build_redactor(settings))
-        self.store.acquire_lock()
-        self.engine = Engine(settings, self.store)
+        self.lock = ProcessLock(self.store.path)
+        try:
+            self.lock.acquire()
+        except BaseException:
+            self.store.close()
+            raise
+        self.crash_point = CrashPoint.from_env()
+        self.engine = Engine(settings, self.store, crash_point=self.crash_point)
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self.alerter = self._make_alerter(settings)
@@ -114,6 +123,7 @@ class Daemon:
         self.store.set_meta("next_run_at", None)
         self.store.set_meta("heartbeat_at", None)
         self.engine.close()
+        self.lock.release()
         self.store.close()
         log.info("stopped")
 
@@ -153,7 +163,7 @@ class Daemon:
         self.settings = settings
         redactor = build_redactor(settings)
         self.store.redactor = redactor  # new secrets are masked in what is stored and logged from now on
-        self.engine = Engine(settings, self.store, redactor=redactor)
+        self.engine = Engine(settings, self.store, redactor=redactor, crash_point=self.crash_point)
         self.alerter = self._make_alerter(settings)
         setup_logging(self.log_format or settings.observability.log_format, "DEBUG" if self.verbose else settings.observability.log_level, redactor)
         log.info("config reloaded")
@@ -182,7 +192,7 @@ class Daemon:
         in_doubt = failures.get("in_doubt", 0)
         self.metrics.observe_pass(result, seconds, failures, in_doubt, error)
         last_success = parse_iso(self.store.get_meta("last_success_at"))
-        if result is not None and result.outcome in ("ok", "failed_items"):
+        if result is not None and is_success(result.outcome):
             last_success = datetime.now(UTC)
             self.store.set_meta("last_success_at", iso(last_success))
         self.alerter.evaluate(

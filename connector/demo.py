@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.config import load_settings
-from connector.engine import PassOptions, PassResult, open_engine
+from connector.engine import PassOptions, open_engine
+from connector.results import PassResult
 from connector.sandbox import SandboxServer
 from connector.sandbox.directory import DEMO_APP_ID, DEMO_APP_KEY
 from connector.views import counts_table, summary_table
@@ -86,8 +87,10 @@ def run_demo(keep: str | None = None, console: Console | None = None) -> int:
             config = folder / "config.toml"
             items = sample_interviews()
             _write(source, items)
+            # Paths relative to the config file's folder (the rule for every path key): the folder
+            # works from any current directory, and `--keep` with a relative folder too.
             config.write_text(
-                CONFIG_TEMPLATE.format(base_url=sandbox.url, app_id=DEMO_APP_ID, app_key=DEMO_APP_KEY, source=source, state=folder / "state" / "connector.db"),
+                CONFIG_TEMPLATE.format(base_url=sandbox.url, app_id=DEMO_APP_ID, app_key=DEMO_APP_KEY, source=source.name, state="state/connector.db"),
                 "utf-8",
             )
             config.chmod(0o600)

@@ -1,17 +1,21 @@
 """The connector's exception tree: what can go wrong, and what an operator needs to know about it.
 
-    ConnectorError
-     +-- UserError                 shown without traceback; carries the process exit code
-     |    +-- ConfigError          exit 2: a wrong, missing or unknown config key
+    ConnectorError                 exit 1 unless a subclass says otherwise
+     +-- UserError                 shown as one line, without traceback
+     |    +-- ConfigError          exit 2: a wrong, missing or unknown config key; the service stays down
      |    +-- SourceError          the partner's system could not be read (the pass changes nothing)
-     |    +-- GuardError           exit 3: a safety guard refused the planned deletions
      |    +-- LockedError          another connector process holds the state database
      +-- JobylonError              one call to Jobylon failed; carries method, event id, HTTP status, answer
-          +-- TransientError       worth retrying later (timeouts, 429, 5xx, connection errors)
-          +-- PermanentError       Jobylon refused the request (400 and other 4xx); retrying changes nothing
+          +-- TransientError       kind transient: worth retrying later (timeouts, 429, 5xx, connection errors)
+          +-- PermanentError       kind permanent: Jobylon refused the request (400 and other 4xx)
           |    +-- NotFoundError   404: the event is not (or no longer) in Jobylon
-          +-- AuthError            exit 4: 401/403, the credentials were refused; the pass stops
-          +-- InDoubtError         a create may or may not have been applied; never repeated by itself
+          +-- AuthError            exit 4, kind transient: the credentials were refused; the pass stops,
+          |                        and the item is tried again once they are fixed
+          +-- InDoubtError         kind in_doubt: a create may or may not have been applied; never repeated
+
+Every class carries its process exit code (`exit_code`); Jobylon errors also carry the failure kind
+they are recorded as (`kind`) and whether they stop the whole pass (`stops_pass`). The CLI's error
+boundary and the executor read these attributes; nothing else maps errors to codes.
 
 No exception message ever contains a secret: the app key and source credentials are kept out of
 every message at the point where the message is built.
@@ -19,33 +23,45 @@ every message at the point where the message is built.
 
 from __future__ import annotations
 
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """The process exit codes, the only place they are defined."""
+
+    OK = 0
+    FAILED = 1  # failed items, a source error, an interrupted pass, an unexpected error
+    CONFIG = 2  # bad config or usage: systemd's RestartPreventExitStatus
+    GUARD = 3  # a safety guard held changes back
+    AUTH = 4  # Jobylon refused the credentials
+
 
 class ConnectorError(Exception):
     """Root of every error the connector raises on purpose."""
 
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
 
 class UserError(ConnectorError):
-    exit_code = 1
+    """A problem a person fixes; shown as one line."""
 
 
 class ConfigError(UserError):
-    exit_code = 2
+    exit_code = ExitCode.CONFIG
 
 
 class SourceError(UserError):
-    exit_code = 1
-
-
-class GuardError(UserError):
-    exit_code = 3
+    pass
 
 
 class LockedError(UserError):
-    exit_code = 1
+    pass
 
 
 class JobylonError(ConnectorError):
-    kind = "transient"
+    kind: ClassVar[str] = "transient"
+    stops_pass: ClassVar[str | None] = None  # the pass outcome this error forces, if any
 
     def __init__(
         self,
@@ -75,11 +91,13 @@ class PermanentError(JobylonError):
 
 
 class NotFoundError(PermanentError):
-    kind = "permanent"
+    pass
 
 
 class AuthError(JobylonError):
-    kind = "permanent"
+    kind = "transient"
+    exit_code = ExitCode.AUTH
+    stops_pass = "auth"
 
 
 class InDoubtError(JobylonError):

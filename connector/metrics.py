@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from connector.engine import PassResult
+from connector.results import PassResult
 
 HEALTHY_WITHIN_INTERVALS = 3
 disable_created_metrics()  # the *_created series only add noise for a long-running service

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connector.engine import COUNT_NAMES, PassResult
+from connector.results import COUNT_NAMES, PassResult
 from connector.plan import Plan
 
 SUMMARY_COLUMNS = ("created", "updated", "recreated", "deleted", "unchanged", "invalid", "failed")

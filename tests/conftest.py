@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from connector.config import Settings, load_settings
-from connector.engine import Engine, PassOptions, PassResult, build_redactor
+from connector.engine import Engine, PassOptions, build_redactor
+from connector.results import PassResult
 from connector.sandbox import SandboxServer
 from connector.sandbox.directory import DEMO_APP_ID, DEMO_APP_KEY
 from connector.store import Store

@@ -65,7 +65,7 @@ def test_each_bad_item_gets_a_specific_record_and_the_valid_ones_sync(harness):
     result = harness.sync()
     assert result.outcome == "failed_items"
     titles = [e["title"] for e in harness.jobylon_events()]
-    failures = {f["remote_id"]: f for f in harness.store.failures()}
+    failures = {f.remote_id: f for f in harness.store.failures()}
     for case, label, title in cases:
         kind, _, field = case["expect"].partition(":")
         name = case["name"]
@@ -76,15 +76,15 @@ def test_each_bad_item_gets_a_specific_record_and_the_valid_ones_sync(harness):
             assert title not in titles and label not in failures, name
         elif kind == "invalid":
             assert label in failures, (name, label, sorted(failures))
-            assert failures[label]["action"] == "map" and f"{field}:" in failures[label]["message"], (name, failures[label]["message"])
+            assert failures[label].action == "map" and f"{field}:" in failures[label].message, (name, failures[label].message)
             assert title not in titles, name
         else:
             failure = failures[label]
-            assert failure["http_status"] == 400 and field in failure["response"], name
+            assert failure.http_status == 400 and field in failure.response, name
     valid = sum(1 for case in CORPUS if case["expect"] == "valid")
     assert len(titles) == valid
     # The 1 MB title is reported, not stored whole.
-    assert max(len(f["message"]) for f in failures.values()) < 2000
+    assert max(len(f.message) for f in failures.values()) < 2000
 
 
 def test_hostile_text_round_trips_exactly(harness):
@@ -124,8 +124,8 @@ def test_source_failure_changes_nothing(harness):
     harness.source_path.write_text("[{ not json")
     result = harness.sync()
     assert result.outcome == "source_error" and "not valid JSON" in result.error
-    assert len(harness.jobylon_events()) == 1 and harness.store.event("A")["status"] == "synced"
-    assert harness.store.runs(1)[0]["outcome"] == "source_error"
+    assert len(harness.jobylon_events()) == 1 and harness.store.event("A").status == "synced"
+    assert harness.store.runs(1)[0].outcome == "source_error"
 
 
 def test_a_50_mb_body_is_refused_with_bounded_memory():

@@ -10,6 +10,7 @@ from collections import Counter
 
 from conftest import Harness, item
 
+from connector import oncall
 from connector.sandbox import FAULT_KINDS
 
 ITEMS = 300
@@ -71,19 +72,19 @@ def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
             h.sync()
 
         in_doubt = h.store.failures(kind="in_doubt")
-        mapped = {e["event_id"] for e in h.store.events() if e["event_id"] is not None}
+        mapped = {e.event_id for e in h.store.events() if e.event_id is not None}
         import json
 
         resolved_as_existing = 0
         for failure in in_doubt:
-            request = json.loads(failure["request"])
+            request = json.loads(failure.request)
             matches = [e for e in h.jobylon_events() if e["id"] not in mapped and all(e.get(k) == v for k, v in request.items())]
             if matches:
-                h.store.resolve_with_event(failure["remote_id"], matches[0]["id"], _fixed_hash(request), h.engine.clock())
+                oncall.resolve_with_event(h.store, failure.remote_id, matches[0]["id"])
                 mapped.add(matches[0]["id"])
                 resolved_as_existing += 1
             else:
-                h.store.mark_for_create(failure["remote_id"], h.engine.clock())
+                oncall.prepare_recreate(h.store, failure.remote_id)
         for _ in range(2):
             result = h.sync()
         assert result.outcome == "ok", (result.outcome, result.counts)
@@ -113,12 +114,6 @@ def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
         assert faults and len(faults) == len(FAULT_KINDS), faults
     finally:
         h.close()
-
-
-def _fixed_hash(request):
-    from connector.model import fixed_hash
-
-    return fixed_hash(request)
 
 
 def test_circuit_breaker_ends_a_pass_early_and_the_next_poll_tries_again(tmp_path, sandbox):

@@ -103,7 +103,7 @@ def test_kill_9_at_varied_points_never_duplicates_and_converges(tmp_path, sandbo
         run_sync(config)  # settles what the last kill left; in-doubt creates stay in doubt
 
         # Every event in Jobylon is mapped, or is the target of an in-doubt create.
-        mapped = {e["event_id"] for e in h.store.events() if e["event_id"] is not None}
+        mapped = {e.event_id for e in h.store.events() if e.event_id is not None}
         in_doubt = cli_json(config, "failures", "list", "--kind", "in_doubt")
         doubtful_requests = [cli_json(config, "failures", "show", str(f["id"]))["request"] for f in in_doubt]
         for event in h.jobylon_events():

@@ -104,7 +104,7 @@ def test_daemon_syncs_picks_up_changes_and_stops_on_sigterm(daemon_harness):
     assert d.stop() == 0
     assert json.loads(run_cli("--config", str(d.config), "status", "--json").stdout)["next_run_at"] is None
     assert "stopped" in d.log()
-    assert all(run["outcome"] != "running" for run in d.runs())
+    assert all(run.outcome != "running" for run in d.runs())
 
 
 def test_daemon_survives_jobylon_and_source_outages(daemon_harness):
@@ -115,15 +115,15 @@ def test_daemon_survives_jobylon_and_source_outages(daemon_harness):
 
     h.sandbox.set_faults(rate=1.0, kinds={"503": 1})  # Jobylon down: every call answered 503
     h.write([item("A"), item("B")])
-    wait_for(lambda: any(r["counts"].get("failed") for r in d.runs()), what="a pass failing on the outage")
+    wait_for(lambda: any(r.counts.get("failed") for r in d.runs()), what="a pass failing on the outage")
     h.sandbox.set_faults(rate=0.0)
     h.source_path.unlink()
-    wait_for(lambda: d.runs()[0]["outcome"] == "source_error", what="a source error recorded")
+    wait_for(lambda: d.runs()[0].outcome == "source_error", what="a source error recorded")
     assert d.proc.poll() is None, "the daemon keeps running"
     h.write([item("A"), item("B")])
     # B failed transiently during the outage: retried after its backoff, then synced.
     wait_for(lambda: len(h.jobylon_events()) == 2, what="recovery")
-    wait_for(lambda: d.runs()[0]["outcome"] == "ok", what="a clean pass")
+    wait_for(lambda: d.runs()[0].outcome == "ok", what="a clean pass")
     assert d.proc.poll() is None
     assert d.stop() == 0
 
@@ -143,7 +143,7 @@ def test_sigterm_lets_the_call_in_flight_finish_and_records_it(daemon_harness):
     store = Store(h.settings.state.path)
     try:
         assert store.orphaned_intents() == []
-        synced = [e for e in store.events() if e["status"] == "synced"]
+        synced = [e for e in store.events() if e.status == "synced"]
         assert len(synced) == created, "every call that reached Jobylon was recorded"
     finally:
         store.close()
@@ -261,7 +261,7 @@ def test_alert_on_entering_a_bad_state_and_on_recovery_without_repeats(daemon_ha
     assert hook.messages == []
     h.source_path.unlink()
     wait_for(lambda: hook.messages, what="the alert")
-    wait_for(lambda: sum(1 for r in d.runs() if r["outcome"] == "source_error") >= 3, what="the bad state holding for 3 passes")
+    wait_for(lambda: sum(1 for r in d.runs() if r.outcome == "source_error") >= 3, what="the bad state holding for 3 passes")
     assert len(hook.messages) == 1 and "last pass failed (source_error)" in hook.messages[0]
     h.write([item("A")])
     wait_for(lambda: len(hook.messages) == 2, what="the recovery message")

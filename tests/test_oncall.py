@@ -8,7 +8,7 @@ from datetime import timedelta
 from conftest import Harness, item, run_cli
 
 from connector.sandbox.directory import FOREIGN_ORGANIZER
-from connector.store import utcnow
+from connector.clock import utcnow
 
 
 class Clock:
@@ -30,7 +30,7 @@ def test_transient_failure_is_retried_on_its_schedule_then_resolved(harness):
     result = harness.sync()
     assert result.counts["failed"] == 1
     failure = harness.store.failures()[0]
-    assert failure["kind"] == "transient" and failure["attempts"] == 1 and failure["next_attempt_at"]
+    assert failure.kind == "transient" and failure.attempts == 1 and failure.next_attempt_at
 
     before = harness.api_requests()
     clock.advance(59)
@@ -41,14 +41,14 @@ def test_transient_failure_is_retried_on_its_schedule_then_resolved(harness):
     clock.advance(2)
     harness.sync()
     failure = harness.store.failures()[0]
-    assert failure["attempts"] == 2
-    assert failure["next_attempt_at"] >= (clock.now + timedelta(seconds=299)).isoformat(timespec="milliseconds")
+    assert failure.attempts == 2
+    assert failure.next_attempt_at >= (clock.now + timedelta(seconds=299)).isoformat(timespec="milliseconds")
 
     clock.advance(301)
     result = harness.sync()
     assert result.counts["created"] == 1 and harness.store.failures() == []
     history = harness.store.failures(include_resolved=True)
-    assert len(history) == 1 and history[0]["resolved_at"] and history[0]["attempts"] == 2
+    assert len(history) == 1 and history[0].resolved_at and history[0].attempts == 2
 
 
 def test_in_doubt_resolved_with_event_id_is_updated_not_created_again(tmp_path, sandbox):
@@ -75,7 +75,7 @@ def test_in_doubt_resolved_with_event_id_is_updated_not_created_again(tmp_path, 
         assert result.returncode == 0, result.stderr
         events = h.jobylon_events()
         assert len(events) == 1 and events[0]["id"] == event["id"] and events[0]["title"] == "After resolve"
-        ops = [o["action"] for o in h.store.operations("A")]
+        ops = [o.action for o in h.store.operations("A")]
         assert "resolve" in ops and ops.count("create") == 1
     finally:
         h.close()

@@ -8,7 +8,9 @@ import pytest
 
 from connector import store as store_module
 from connector.errors import LockedError
-from connector.store import Store, utcnow
+from connector.clock import utcnow
+from connector.executor import settle_orphaned_intents
+from connector.store import ProcessLock, Store
 
 
 def test_schema_version_and_tables(tmp_path):
@@ -49,17 +51,17 @@ def test_a_pending_migration_backs_up_the_database_first(tmp_path, monkeypatch):
 
 
 def test_second_lock_is_refused(tmp_path):
-    first = Store(tmp_path / "c.db")
-    second = Store(tmp_path / "c.db")
+    first = ProcessLock(tmp_path / "c.db")
+    second = ProcessLock(tmp_path / "c.db")
     try:
-        first.acquire_lock()
+        first.acquire()
         with pytest.raises(LockedError, match="in use by connector process"):
-            second.acquire_lock()
-        first.release_lock()
-        second.acquire_lock()
+            second.acquire()
+        first.release()
+        second.acquire()
     finally:
-        first.close()
-        second.close()
+        first.release()
+        second.release()
 
 
 def test_orphaned_intents_are_settled_by_kind(tmp_path):
@@ -68,12 +70,12 @@ def test_orphaned_intents_are_settled_by_kind(tmp_path):
         now = utcnow()
         store.write_intent(run_id=None, remote_id="A", action="create", method="POST", event_id=None, request={"title": "t"}, content_hash="h", now=now)
         store.write_intent(run_id=None, remote_id="B", action="update", method="PUT", event_id=5, request={"title": "t"}, content_hash="h", now=now)
-        settled = dict((i.remote_id, how) for i, how in store.settle_orphaned_intents(now))
+        settled = dict((i.remote_id, how) for i, how in settle_orphaned_intents(store, now))
         assert settled == {"A": "in_doubt", "B": "repeat"}
-        assert store.event("A")["status"] == "in_doubt"
+        assert store.event("A").status == "in_doubt"
         [failure] = store.failures()
-        assert failure["remote_id"] == "A" and failure["kind"] == "in_doubt" and '"title": "t"' in failure["request"]
+        assert failure.remote_id == "A" and failure.kind == "in_doubt" and '"title": "t"' in failure.request
         assert store.orphaned_intents() == []
-        assert [o["outcome"] for o in store.operations()] == ["in_doubt", "interrupted"]
+        assert [o.outcome for o in store.operations()] == ["in_doubt", "interrupted"]
     finally:
         store.close()

@@ -34,8 +34,8 @@ def test_create_update_recreate_delete_end_to_end(harness):
     assert set(events) == {"Interview A", "Interview B", "Interview E"}
     assert events["Interview A"]["id"] == ids["Interview A"] and events["Interview A"]["start_time"].endswith("T14:00:00")
     assert events["Interview B"]["id"] != ids["Interview B"] and events["Interview B"]["participants"] == [1001, 1002]
-    assert harness.store.event("C")["status"] == "deleted" and harness.store.event("D")["status"] == "deleted"
-    assert harness.store.event("B")["event_id"] == events["Interview B"]["id"]
+    assert harness.store.event("C").status == "deleted" and harness.store.event("D").status == "deleted"
+    assert harness.store.event("B").event_id == events["Interview B"]["id"]
 
 
 def test_unchanged_source_sends_zero_requests(harness):
@@ -87,7 +87,7 @@ def test_404_on_put_recreates_by_default_and_forgets_by_policy(harness):
     result = harness.sync()
     assert result.counts["failed"] == 1
     failure = harness.store.failures(remote_id="B")[0]
-    assert failure["http_status"] == 404 and "forgotten" in failure["message"]
+    assert failure.http_status == 404 and "forgotten" in failure.message
     before = harness.api_requests()
     harness.sync()
     assert harness.api_requests() == before  # parked until the source changes or a replay
@@ -100,8 +100,8 @@ def test_404_on_delete_is_success(harness):
     harness.write([item("A", status="cancelled")])
     result = harness.sync()
     assert result.outcome == "ok" and result.counts["deleted"] == 1
-    assert harness.store.event("A")["status"] == "deleted"
-    assert harness.store.operations("A")[-1]["http_status"] == 404
+    assert harness.store.event("A").status == "deleted"
+    assert harness.store.operations("A")[-1].http_status == 404
 
 
 def test_400_is_a_permanent_failure_with_jobylons_answer_and_is_parked(harness):
@@ -110,8 +110,8 @@ def test_400_is_a_permanent_failure_with_jobylons_answer_and_is_parked(harness):
     assert result.outcome == "failed_items" and result.exit_code == 1
     assert result.counts["created"] == 1 and result.counts["failed"] == 1
     failure = harness.store.failures(remote_id="BAD")[0]
-    assert failure["kind"] == "permanent" and failure["http_status"] == 400
-    assert "organizer" in failure["response"] and '"organizer"' in failure["request"]
+    assert failure.kind == "permanent" and failure.http_status == 400
+    assert "organizer" in failure.response and '"organizer"' in failure.request
     before = harness.api_requests()
     harness.sync()
     assert harness.api_requests() == before, "a parked item is not sent again while its content is the same"
@@ -119,7 +119,7 @@ def test_400_is_a_permanent_failure_with_jobylons_answer_and_is_parked(harness):
     result = harness.sync()
     assert result.counts["created"] == 1
     assert harness.store.failures(remote_id="BAD") == []
-    assert harness.store.failures(remote_id="BAD", include_resolved=True)[0]["resolved_at"]
+    assert harness.store.failures(remote_id="BAD", include_resolved=True)[0].resolved_at
 
 
 def test_403_stops_the_pass_with_exit_4(harness):
@@ -175,8 +175,8 @@ def test_in_doubt_create_is_never_repeated(harness):
     for _ in range(2):
         harness.sync()
     assert posts() == 2
-    assert {r["kind"] for r in harness.store.failures()} == {"in_doubt"}
-    assert harness.store.event("A")["status"] == "in_doubt"
+    assert {r.kind for r in harness.store.failures()} == {"in_doubt"}
+    assert harness.store.event("A").status == "in_doubt"
 
 
 def test_empty_source_guard_refuses_all_deletions(harness):
@@ -213,11 +213,11 @@ def test_invalid_items_are_reported_while_valid_ones_sync(harness):
     )
     result = harness.sync()
     assert result.counts["created"] == 2 and result.counts["invalid"] == 4
-    failures = {f["remote_id"]: f for f in harness.store.failures()}
-    assert "timezone: unknown IANA time zone 'Mars/Olympus'" in failures["BADTZ"]["message"]
-    assert "does not exist in Europe/Stockholm" in failures["GAP"]["message"]
-    assert "duration_minutes" in failures["LONG"]["message"]
-    assert "<item #4>" in failures and "expected an object" in failures["<item #4>"]["message"]
+    failures = {f.remote_id: f for f in harness.store.failures()}
+    assert "timezone: unknown IANA time zone 'Mars/Olympus'" in failures["BADTZ"].message
+    assert "does not exist in Europe/Stockholm" in failures["GAP"].message
+    assert "duration_minutes" in failures["LONG"].message
+    assert "<item #4>" in failures and "expected an object" in failures["<item #4>"].message
     harness.write([item("OK1"), item("BADTZ"), item("GAP"), item("LONG"), item("OK2")])
     result = harness.sync()
     assert result.counts["created"] == 3 and harness.store.failures() == []

@@ -1,0 +1,383 @@
+"""The call path: for each planned call, write the intent, call Jobylon, write the outcome.
+
+Each action kind's I/O lives in one method (`_create`, `_update`, `_recreate`, `_delete`), chosen
+by the action's name in one table; nothing else dispatches on action types. Every error path ends
+in a record (an operation row, and a failure row for the item), so nothing is dropped:
+
+    Jobylon error   -> its class decides the failure kind (`JobylonError.kind`) and whether the
+                       pass stops (`stops_pass`); transient failures back off per item
+    anything else   -> a bug: recorded as a transient failure of that item, the pass goes on
+
+The circuit breaker stops a pass after `retry.circuit_breaker_failures` consecutive transient
+failures. `settle_orphaned_intents` decides what becomes of intents left by a dead process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connector.config import Settings
+from connector.errors import JobylonError, NotFoundError
+from connector.jobylon import JobylonClient
+from connector.model import Interview
+from connector.plan import CALL_ACTIONS, Action, Create, Delete, Invalid, Recreate, Skip, Update
+from connector.redact import Redactor
+from connector.results import ActionResult
+from connector.retry import next_attempt_at
+from connector.store import EventState, FailureRecord, Intent, Store
+
+log = logging.getLogger("connector.executor")
+
+Call = Create | Update | Recreate | Delete
+
+
+def needs_call(action: Action) -> bool:
+    """Whether the action sends a request to Jobylon (a deletion without an event does not)."""
+    return isinstance(action, CALL_ACTIONS) and not (isinstance(action, Delete) and action.event_id is None)
+ORPHANED_CREATE = "the connector stopped after sending this create and before its answer was recorded; the event may or may not exist in Jobylon"
+
+
+def settle_orphaned_intents(store: Store, now: datetime) -> list[tuple[Intent, str]]:
+    """Intents left by a process that died mid-call (the caller holds the process lock, so no live
+    process owns them). A create (POST) may have reached Jobylon: the item becomes `in_doubt`, never
+    re-sent by itself, even if the kill came before the request left (that cannot be told apart
+    safely). An update or delete is idempotent: the intent is closed and the next plan repeats it."""
+    settled = []
+    for intent in store.orphaned_intents():
+        if intent.method == "POST":
+            failure = FailureRecord(kind="in_doubt", message=ORPHANED_CREATE, request=intent.request, content_hash=intent.content_hash)
+            store.record_failure(intent, failure=failure, event_status="in_doubt", now=now)
+            settled.append((intent, "in_doubt"))
+        else:
+            store.close_intent(intent, outcome="interrupted", message="process stopped mid-call; the plan repeats it", now=now)
+            settled.append((intent, "repeat"))
+    return settled
+
+
+@dataclass
+class CrashPoint:
+    """Fault injection for crash tests: `CONNECTOR_CRASH_AT=<when>:<METHOD>:<n>` makes the process
+    SIGKILL itself at the n-th call of that method, `after_intent` (intent written, nothing sent)
+    or `after_response` (Jobylon answered, outcome not yet written). Unset in production."""
+
+    when: str
+    method: str
+    count: int
+    seen: int = 0
+
+    @classmethod
+    def from_env(cls) -> CrashPoint | None:
+        spec = os.environ.get("CONNECTOR_CRASH_AT")
+        if not spec:
+            return None
+        when, method, count = spec.split(":")
+        return cls(when, method.upper(), int(count))
+
+    def reached(self, when: str, method: str) -> None:
+        if method != self.method:
+            return
+        if when == "after_intent":
+            self.seen += 1
+        if when == self.when and self.seen == self.count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CircuitBreaker:
+    """Counts consecutive transient failures across the workers of one pass."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._count = 0
+
+    def failed(self) -> int | None:
+        """Count one transient failure; the run length when it opens the circuit, else None."""
+        with self._lock:
+            self._count += 1
+            return self._count if self._count >= self.threshold else None
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        client: JobylonClient,
+        redactor: Redactor,
+        *,
+        clock: Callable[[], datetime],
+        crash_point: CrashPoint | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.redactor = redactor
+        self.clock = clock
+        self.crash_point = crash_point
+        self.breaker = CircuitBreaker(settings.retry.circuit_breaker_failures)
+        self.on_progress: Callable[[ActionResult], None] | None = None
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self.stop_detail: str | None = None
+        self._runners: dict[str, Callable[[int, Any], ActionResult]] = {
+            "create": self._create,
+            "update": self._update,
+            "recreate": self._recreate,
+            "delete": self._delete,
+        }
+
+    def reset(self) -> None:
+        self._stop.clear()
+        self.stop_reason = None
+        self.stop_detail = None
+        self.breaker.reset()
+
+    def stop(self, reason: str, detail: str | None = None) -> None:
+        """Finish the calls in flight, start no new one. The first reason given wins."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_detail = detail
+        self._stop.set()
+
+    # -- actions without a call --------------------------------------------------------------
+
+    def record_without_call(self, run_id: int, actions: list[Action], now: datetime) -> list[ActionResult]:
+        """Invalid items and reported changes park a failure; a deletion with nothing in Jobylon
+        just closes the mapping. Calls are left to `run_all`."""
+        results = []
+        for action in actions:
+            if isinstance(action, Invalid):
+                item = action.item
+                new = self._park(item.label, "map", item.message, item.content_hash, now)
+                log.log(
+                    logging.WARNING if new else logging.DEBUG,
+                    "invalid item %s: %s",
+                    item.label,
+                    item.message,
+                    extra={"run_id": run_id, "remote_id": item.label, "action": "map", "outcome": "invalid"},
+                )
+                results.append(ActionResult("invalid", item.label, action.event_id, "invalid", item.message))
+            elif isinstance(action, Skip):
+                if action.report:
+                    self._park(action.remote_id, "recreate", action.reason, action.content_hash, now)
+                    log.warning(
+                        "%s needs an operator: %s",
+                        action.remote_id,
+                        action.reason,
+                        extra={"run_id": run_id, "remote_id": action.remote_id, "outcome": "reported"},
+                    )
+                results.append(ActionResult("skip", action.remote_id, action.event_id, "skipped", action.reason))
+            elif isinstance(action, Delete) and action.event_id is None:
+                self.store.forget_event(action.remote_id, now, run_id=run_id, action="delete", message=action.reason)
+                results.append(ActionResult("delete", action.remote_id, None, "deleted", action.reason))
+        return results
+
+    def _park(self, remote_id: str, action: str, message: str, content_hash: str | None, now: datetime) -> bool:
+        """Record a permanent failure that needed no call; False when the same one is already open."""
+        failure = FailureRecord(kind="permanent", message=message, content_hash=content_hash)
+        return self.store.record_item_failure(remote_id, action, failure, now, only_if_changed=True)
+
+    # -- running the calls -------------------------------------------------------------------
+
+    def run_all(self, run_id: int, calls: list[Call]) -> list[ActionResult]:
+        if not calls:
+            return []
+        workers = min(self.settings.sync.concurrency, len(calls))
+        if workers == 1:
+            return [self._run_one(run_id, call) for call in calls]
+        # The workers mostly wait on Jobylon; hand the GIL to one whose answer arrived sooner than
+        # the default 5 ms, or each call waits for a busy neighbour on top of its latency.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
+                return list(pool.map(lambda call: self._run_one(run_id, call), calls))
+        finally:
+            sys.setswitchinterval(switch)
+
+    def _run_one(self, run_id: int, call: Call) -> ActionResult:
+        if self._stop.is_set():
+            result = ActionResult(call.name, call.remote_id, call.event_id, "not_run", f"not attempted: pass stopped ({self.stop_reason})")
+        else:
+            started = time.monotonic()
+            try:
+                result = self._runners[call.name](run_id, call)
+            except Exception as exc:  # a bug, not a Jobylon answer: record it against the item, go on
+                result = self._unexpected(run_id, call, exc)
+            result.duration_ms = int((time.monotonic() - started) * 1000)
+            _log_result(run_id, result)
+        if self.on_progress:
+            self.on_progress(result)
+        return result
+
+    def _unexpected(self, run_id: int, call: Call, exc: Exception) -> ActionResult:
+        log.exception("unexpected error on %s %s", call.name, call.remote_id, extra={"run_id": run_id, "remote_id": call.remote_id})
+        message = f"unexpected {type(exc).__name__}: {self.redactor.text(str(exc))}"
+        now = self.clock()
+        failure = FailureRecord(kind="transient", message=message, next_attempt_at=self._retry_at(call.remote_id, now))
+        self.store.record_item_failure(call.remote_id, call.name, failure, now)
+        return ActionResult(call.name, call.remote_id, call.event_id, "failed", message)
+
+    # -- one method per action kind: intent, call, outcome ------------------------------------
+
+    def _create(self, run_id: int, call: Create) -> ActionResult:
+        return self._post(run_id, call.interview, "create")
+
+    def _update(self, run_id: int, call: Update) -> ActionResult:
+        interview = call.interview
+        intent = self._intent(run_id, interview.remote_id, "update", "PUT", call.event_id, interview.update_payload, interview.content_hash)
+        try:
+            self.client.update(call.event_id, interview.update_payload)
+            self._answered("PUT")
+        except NotFoundError as exc:
+            return self._vanished(run_id, intent, exc, interview)
+        except JobylonError as exc:
+            return self._failed(intent, exc, interview.content_hash, event_status="failed")
+        self.store.record_success(intent, state=_synced(interview, call.event_id), http_status=200, now=self.clock())
+        self.breaker.reset()
+        return ActionResult("update", interview.remote_id, call.event_id, "updated")
+
+    def _recreate(self, run_id: int, call: Recreate) -> ActionResult:
+        interview = call.interview
+        intent = self._intent(run_id, interview.remote_id, "recreate", "DELETE", call.event_id, None, interview.content_hash)
+        try:
+            self.client.delete(call.event_id)
+            self._answered("DELETE")
+        except JobylonError as exc:
+            return self._failed(intent, exc, interview.content_hash, event_status="failed")
+        self.store.record_success(intent, state=EventState(event_id=None, status="pending"), http_status=204, now=self.clock(), resolve=False)
+        return self._post(run_id, interview, "recreate")
+
+    def _delete(self, run_id: int, call: Delete) -> ActionResult:
+        assert call.event_id is not None  # deletions without an event are recorded without a call
+        intent = self._intent(run_id, call.remote_id, "delete", "DELETE", call.event_id, None, None)
+        try:
+            existed = self.client.delete(call.event_id)
+            self._answered("DELETE")
+        except JobylonError as exc:
+            return self._failed(intent, exc, None, event_status="failed")
+        self.store.record_success(intent, state=EventState(event_id=None, status="deleted"), http_status=204 if existed else 404, now=self.clock())
+        self.breaker.reset()
+        return ActionResult("delete", call.remote_id, call.event_id, "deleted", "" if existed else "already gone from Jobylon (404)")
+
+    def _post(self, run_id: int, interview: Interview, action: str) -> ActionResult:
+        """The create call, for a new event or the second half of a recreate."""
+        intent = self._intent(run_id, interview.remote_id, action, "POST", None, interview.payload, interview.content_hash)
+        try:
+            event_id = self.client.create(interview.payload)
+            self._answered("POST")
+        except JobylonError as exc:
+            return self._failed(intent, exc, interview.content_hash, event_status="in_doubt" if exc.kind == "in_doubt" else "failed")
+        self.store.record_success(intent, state=_synced(interview, event_id), http_status=201, now=self.clock())
+        self.breaker.reset()
+        return ActionResult(action, interview.remote_id, event_id, "created" if action == "create" else "recreated")
+
+    def _vanished(self, run_id: int, intent: Intent, exc: NotFoundError, interview: Interview) -> ActionResult:
+        """404 on PUT: the event is gone from Jobylon. `sync.on_missing_in_jobylon` decides."""
+        forget = self.settings.sync.on_missing_in_jobylon == "forget"
+        gone = EventState(event_id=None, status="deleted" if forget else "pending")
+        self.store.record_success(intent, state=gone, http_status=404, now=self.clock(), resolve=False)
+        if not forget:
+            return self._post(run_id, interview, "recreate")
+        message = f'event {intent.event_id} no longer exists in Jobylon; mapping forgotten (on_missing_in_jobylon = "forget"); replay to create it again'
+        failure = FailureRecord(kind="permanent", message=message, http_status=404, response=exc.response, content_hash=interview.content_hash)
+        self.store.record_item_failure(interview.remote_id, "update", failure, self.clock())
+        return ActionResult("update", interview.remote_id, intent.event_id, "failed", message)
+
+    # -- the records around a call ------------------------------------------------------------
+
+    def _intent(
+        self, run_id: int, remote_id: str, action: str, method: str, event_id: int | None, request: dict[str, object] | None, content_hash: str | None
+    ) -> Intent:
+        intent = self.store.write_intent(
+            run_id=run_id,
+            remote_id=remote_id,
+            action=action,
+            method=method,
+            event_id=event_id,
+            request=request,
+            content_hash=content_hash,
+            now=self.clock(),
+        )
+        if self.crash_point is not None:
+            self.crash_point.reached("after_intent", method)
+        return intent
+
+    def _answered(self, method: str) -> None:
+        if self.crash_point is not None:
+            self.crash_point.reached("after_response", method)
+
+    def _retry_at(self, remote_id: str, now: datetime) -> datetime:
+        return next_attempt_at(self.store.attempts(remote_id) + 1, list(self.settings.retry.failed_item_backoff_seconds), now)
+
+    def _failed(self, intent: Intent, exc: JobylonError, content_hash: str | None, *, event_status: str) -> ActionResult:
+        """Record a failed call as its error class says; stop the pass where it says so."""
+        message = self.redactor.text(exc.message)
+        now = self.clock()
+        retry_at = None
+        if exc.stops_pass is not None:
+            self.stop(exc.stops_pass, message)
+        elif exc.kind == "transient":
+            retry_at = self._retry_at(intent.remote_id, now)
+            run = self.breaker.failed()
+            if run is not None:
+                self.stop("circuit_open", f"{run} consecutive transient failures; circuit open until the next poll")
+        failure = FailureRecord(
+            kind=exc.kind,
+            message=message,
+            http_status=exc.http_status,
+            request=intent.request,
+            response=exc.response,
+            content_hash=content_hash if content_hash is not None else intent.content_hash,
+            next_attempt_at=retry_at,
+        )
+        self.store.record_failure(intent, failure=failure, event_status=event_status, now=now)
+        return ActionResult(intent.action, intent.remote_id, intent.event_id, "in_doubt" if exc.kind == "in_doubt" else "failed", message)
+
+
+def _synced(interview: Interview, event_id: int) -> EventState:
+    return EventState(
+        event_id=event_id,
+        status="synced",
+        payload=interview.payload,
+        mutable_hash=interview.mutable_hash,
+        fixed_hash=interview.fixed_hash,
+        starts_at_utc=interview.starts_at_utc,
+        ends_at_utc=interview.ends_at_utc,
+        source_updated_at=interview.updated_at,
+    )
+
+
+def _log_result(run_id: int, result: ActionResult) -> None:
+    log.log(
+        logging.INFO if result.done else logging.WARNING,
+        "%s %s -> %s%s%s",
+        result.action,
+        result.remote_id,
+        result.outcome,
+        f" (event {result.event_id})" if result.event_id is not None else "",
+        f": {result.message}" if result.message else "",
+        extra={
+            "run_id": run_id,
+            "event": "action",
+            "remote_id": result.remote_id,
+            "event_id": result.event_id,
+            "action": result.action,
+            "outcome": result.outcome,
+            "duration_ms": result.duration_ms,
+        },
+    )

@@ -1,0 +1,87 @@
+"""On-call work on the state: the status and failure documents, which failures a replay takes, and
+the operator's repairs of one mapping (`connector resolve`). The CLI parses and prints; this decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connector.clock import utcnow
+from connector.errors import UserError
+from connector.model import fixed_hash
+from connector.store import FailureRow, Store
+
+FAILURE_COLUMNS = ("id", "remote_id", "action", "kind", "http_status", "message", "attempts", "first_at", "last_at", "next_attempt_at", "resolved_at")
+RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")
+
+
+def failure_document(row: FailureRow, *, detail: bool = False) -> dict[str, Any]:
+    """The `failures list --json` shape; with `detail`, the `failures show --json` one."""
+    document = {key: getattr(row, key) for key in FAILURE_COLUMNS}
+    if detail:
+        document["request"] = row.request_data
+        document["response"] = row.response
+    return document
+
+
+def status_document(store: Store, limit: int = 10, *, heartbeat_fresh: bool) -> dict[str, Any]:
+    """The `status --json` shape. `next_run_at` only while the daemon's heartbeat is fresh."""
+    by_status = store.count_events_by_status()
+    return {
+        "runs": [{key: getattr(run, key) for key in RUN_COLUMNS} for run in store.runs(limit)],
+        "events": by_status,
+        "failures": store.count_open_failures(),
+        "in_doubt": by_status.get("in_doubt", 0),
+        "next_run_at": store.get_meta("next_run_at") if heartbeat_fresh else None,
+    }
+
+
+@dataclass(frozen=True)
+class ReplaySelection:
+    remote_ids: frozenset[str]  # to re-attempt now
+    in_doubt: tuple[str, ...]  # asked for, but only `resolve` may decide them
+
+
+def select_replay(store: Store, *, failure_ids: tuple[int, ...] = (), replay_all: bool = False, kind: str | None = None, remote_ids: tuple[str, ...] = ()) -> ReplaySelection:
+    """The remote ids a replay takes: named failures (open or resolved), every open one, those of
+    one kind, or named remote ids. In-doubt creates are set apart: replaying one could double it."""
+    open_rows = store.failures()
+    wanted = set(failure_ids)
+    missing = sorted(wanted - {r.id for r in store.failures(include_resolved=True)})
+    if missing:
+        raise UserError(f"no failure with id {', '.join(map(str, missing))}")
+    chosen = set(remote_ids)
+    for row in open_rows:
+        if replay_all or row.id in wanted or (kind and row.kind == kind):
+            chosen.add(row.remote_id)
+    in_doubt = tuple(sorted(r.remote_id for r in open_rows if r.kind == "in_doubt" and r.remote_id in chosen))
+    return ReplaySelection(frozenset(chosen - set(in_doubt)), in_doubt)
+
+
+def resolve_with_event(store: Store, remote_id: str, event_id: int) -> str:
+    """The create reached Jobylon as `event_id`: map it. Its update-able fields are not known for
+    sure, so the next pass sends one PUT to make them match the source."""
+    row = store.event(remote_id)
+    if row is None:
+        raise UserError(f"{remote_id}: not in the state database")
+    request = store.last_request(remote_id) or row.payload_data
+    store.map_to_event(remote_id, event_id, fixed_hash(request) if request else None, utcnow(), message=f"operator: the create reached Jobylon as event {event_id}")
+    return f"{remote_id}: mapped to event {event_id}; the next pass updates it to match the source"
+
+
+def forget(store: Store, remote_id: str) -> str:
+    """Drop the mapping; Jobylon is not touched."""
+    store.drop_mapping(remote_id, utcnow(), message="operator: mapping dropped, Jobylon untouched")
+    return f"{remote_id}: mapping dropped; Jobylon untouched"
+
+
+def prepare_recreate(store: Store, remote_id: str) -> None:
+    """The create did not reach Jobylon: unmap the item so the pass that follows creates it anew.
+    Refused for an item mapped to a live event (that would make a second one)."""
+    row = store.event(remote_id)
+    if row is None:
+        raise UserError(f"{remote_id}: not in the state database")
+    if row.event_id is not None and row.status not in ("in_doubt", "deleted"):
+        raise UserError(f"{remote_id}: mapped to live event {row.event_id}; recreate only applies to items without an event")
+    store.clear_for_create(remote_id, utcnow(), message="operator: create anew")

@@ -1,0 +1,96 @@
+"""The state database's tables, as versioned sqlite-utils migrations (`_sqlite_migrations`)."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+SCHEMA_VERSION = 1
+migrations = Migrations("connector")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["events"].create(
+        {
+            "remote_id": str,
+            "event_id": int,
+            "status": str,
+            "payload": str,
+            "mutable_hash": str,
+            "fixed_hash": str,
+            "starts_at_utc": str,
+            "ends_at_utc": str,
+            "first_synced_at": str,
+            "last_synced_at": str,
+            "source_updated_at": str,
+        },
+        pk="remote_id",
+    )
+    db["events"].create_index(["status"])
+    db["failures"].create(
+        {
+            "id": int,
+            "remote_id": str,
+            "action": str,
+            "kind": str,
+            "http_status": int,
+            "message": str,
+            "request": str,
+            "response": str,
+            "attempts": int,
+            "first_at": str,
+            "last_at": str,
+            "next_attempt_at": str,
+            "resolved_at": str,
+            "content_hash": str,
+        },
+        pk="id",
+    )
+    db.execute("CREATE INDEX idx_failures_open ON failures(remote_id) WHERE resolved_at IS NULL")
+    db["runs"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "outcome": str,
+            "complete_fetch": int,
+            "counts": str,
+            "duration_ms": int,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["operations"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "remote_id": str,
+            "event_id": int,
+            "action": str,
+            "method": str,
+            "http_status": int,
+            "outcome": str,
+            "message": str,
+            "at": str,
+            "duration_ms": int,
+        },
+        pk="id",
+    )
+    db["operations"].create_index(["remote_id"])
+    db["intents"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "remote_id": str,
+            "action": str,
+            "method": str,
+            "event_id": int,
+            "request": str,
+            "content_hash": str,
+            "started_at": str,
+            "pid": int,
+        },
+        pk="id",
+    )
+    db["meta"].create({"key": str, "value": str}, pk="key")
