@@ -24,8 +24,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.alerts import Alerter, Observation
-from connector.config import Settings, load_settings
 from connector.clock import iso, parse_iso
+from connector.config import Settings, load_settings
 from connector.engine import Engine, PassOptions, build_redactor
 from connector.errors import ConfigError
 from connector.executor import CrashPoint

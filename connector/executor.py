@@ -44,6 +44,8 @@ Call = Create | Update | Recreate | Delete
 def needs_call(action: Action) -> bool:
     """Whether the action sends a request to Jobylon (a deletion without an event does not)."""
     return isinstance(action, CALL_ACTIONS) and not (isinstance(action, Delete) and action.event_id is None)
+
+
 ORPHANED_CREATE = "the connector stopped after sending this create and before its answer was recorded; the event may or may not exist in Jobylon"
 
 

@@ -43,7 +43,9 @@ class ReplaySelection:
     in_doubt: tuple[str, ...]  # asked for, but only `resolve` may decide them
 
 
-def select_replay(store: Store, *, failure_ids: tuple[int, ...] = (), replay_all: bool = False, kind: str | None = None, remote_ids: tuple[str, ...] = ()) -> ReplaySelection:
+def select_replay(
+    store: Store, *, failure_ids: tuple[int, ...] = (), replay_all: bool = False, kind: str | None = None, remote_ids: tuple[str, ...] = ()
+) -> ReplaySelection:
     """The remote ids a replay takes: named failures (open or resolved), every open one, those of
     one kind, or named remote ids. In-doubt creates are set apart: replaying one could double it."""
     open_rows = store.failures()
@@ -66,7 +68,9 @@ def resolve_with_event(store: Store, remote_id: str, event_id: int) -> str:
     if row is None:
         raise UserError(f"{remote_id}: not in the state database")
     request = store.last_request(remote_id) or row.payload_data
-    store.map_to_event(remote_id, event_id, fixed_hash(request) if request else None, utcnow(), message=f"operator: the create reached Jobylon as event {event_id}")
+    store.map_to_event(
+        remote_id, event_id, fixed_hash(request) if request else None, utcnow(), message=f"operator: the create reached Jobylon as event {event_id}"
+    )
     return f"{remote_id}: mapped to event {event_id}; the next pass updates it to match the source"
 
 

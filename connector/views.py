@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connector.results import COUNT_NAMES, PassResult
 from connector.plan import Plan
+from connector.results import COUNT_NAMES, PassResult
 
 SUMMARY_COLUMNS = ("created", "updated", "recreated", "deleted", "unchanged", "invalid", "failed")
 

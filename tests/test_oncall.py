@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from conftest import Harness, item, run_cli
 
-from connector.sandbox.directory import FOREIGN_ORGANIZER
 from connector.clock import utcnow
+from connector.sandbox.directory import FOREIGN_ORGANIZER
 
 
 class Clock:

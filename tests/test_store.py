@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from connector import store as store_module
-from connector.errors import LockedError
 from connector.clock import utcnow
+from connector.errors import LockedError
 from connector.executor import settle_orphaned_intents
 from connector.store import ProcessLock, Store
 

@@ -197,7 +197,7 @@ class SandboxState:
                 free.append((cursor, end))
             windows = [(s, e) for s, e in free if e - s >= duration]
             if query["format"] == "slots":
-                slots = []
+                slots: list[tuple[datetime, datetime]] = []
                 for s, e in windows:
                     while s + duration <= e and len(slots) < MAX_AVAILABILITY_RESULTS:
                         slots.append((s, s + duration))

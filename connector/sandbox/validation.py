@@ -191,7 +191,7 @@ def validate_availability(body: dict[str, Any], partner: Partner) -> tuple[dict[
     errors = _Errors()
     _check_names(body, AVAILABILITY_FIELDS, sorted(AVAILABILITY_FIELDS), errors, "Unknown field.")
     query: dict[str, Any] = {"required": [], "optional": [], "periods": []}
-    duration = body.get("duration_min")
+    duration: Any = body.get("duration_min")
     if "duration_min" in body:
         if not is_int(duration):
             errors.add("duration_min", "A valid integer is required.")

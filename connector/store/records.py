@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, cast
 
 
 class _Row:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[call-arg]
+        """The record from a row dict with at least its fields' columns."""
+        return cast(Any, cls)(**{f.name: row[f.name] for f in fields(cast(Any, cls))})
 
 
 @dataclass(frozen=True)

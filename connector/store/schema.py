@@ -11,7 +11,7 @@ migrations = Migrations("connector")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["events"].create(
+    db.table("events").create(
         {
             "remote_id": str,
             "event_id": int,
@@ -27,8 +27,8 @@ def m001_initial(db: Database) -> None:
         },
         pk="remote_id",
     )
-    db["events"].create_index(["status"])
-    db["failures"].create(
+    db.table("events").create_index(["status"])
+    db.table("failures").create(
         {
             "id": int,
             "remote_id": str,
@@ -48,7 +48,7 @@ def m001_initial(db: Database) -> None:
         pk="id",
     )
     db.execute("CREATE INDEX idx_failures_open ON failures(remote_id) WHERE resolved_at IS NULL")
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "started_at": str,
@@ -61,7 +61,7 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["operations"].create(
+    db.table("operations").create(
         {
             "id": int,
             "run_id": int,
@@ -77,8 +77,8 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["operations"].create_index(["remote_id"])
-    db["intents"].create(
+    db.table("operations").create_index(["remote_id"])
+    db.table("intents").create(
         {
             "id": int,
             "run_id": int,
@@ -93,4 +93,4 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["meta"].create({"key": str, "value": str}, pk="key")
+    db.table("meta").create({"key": str, "value": str}, pk="key")
