@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,33 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     full_env = {**os.environ, **(env or {})}
     full_env.pop("CONNECTOR_CONFIG", None) if env is None or "CONNECTOR_CONFIG" not in env else None
     return subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+@dataclass
+class CliOutcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(*args: str, env: dict[str, str] | None = None) -> CliOutcome:
+    """The CLI in this process through click's CliRunner, for commands that need no process of
+    their own; the root logger's handlers (pytest's capture among them) are put back after."""
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = CliRunner().invoke(cli, list(args), env={"CONNECTOR_CONFIG": None, **(env or {})}, catch_exceptions=False)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    return CliOutcome(result.exit_code, result.stdout, result.stderr)
 
 
 def utc(*args: int) -> datetime:
