@@ -1,7 +1,8 @@
 """The connector's configuration: a TOML file plus `CONNECTOR_<SECTION>__<KEY>` environment overrides.
 
 Every section forbids unknown keys, so a typo is an error that names the key instead of a silently
-ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere.
+ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere. Relative paths are
+resolved against the config file's folder (see `resolve_paths`).
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str, Any] | None = None) -> Settings:
-    """Read the TOML file at `path` (or use `data`), apply env overrides, validate.
+    """Read the TOML file at `path` (or use `data`), apply env overrides, validate, resolve relative paths.
 
     Raises ConfigError with one message per problem, each naming the key path and what was expected.
     """
@@ -290,13 +291,30 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str,
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         origin = str(file)
+        base = file.absolute().parent
         _warn_if_exposed(file, data)
     else:
         origin = "config"
+        base = Path.cwd()
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, origin)) from None
+    return resolve_paths(settings, base)
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Every relative path-valued key (`state.path`, `source.path`, any later one) made absolute against
+    `base`: the config file's folder, also for a value from the environment (one rule, so a config
+    means the same files whatever the current folder); the current folder when there is no file."""
+    changes: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        section = getattr(settings, name)
+        if isinstance(section, BaseModel):
+            fixed = {key: base / value for key, value in section if isinstance(value, Path) and not value.is_absolute()}
+            if fixed:
+                changes[name] = section.model_copy(update=fixed)
+    return settings.model_copy(update=changes) if changes else settings
 
 
 SECRET_KEYS = {("jobylon", "app_key"), ("alerts", "webhook_url"), ("auth", "token"), ("auth", "password"), ("auth", "value")}
