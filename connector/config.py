@@ -1,8 +1,11 @@
 """The connector's configuration: a TOML file plus `CONNECTOR_<SECTION>__<KEY>` environment overrides.
 
 Every section forbids unknown keys, so a typo is an error that names the key instead of a silently
-ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere. Relative paths are
-resolved against the config file's folder (see `resolve_paths`).
+ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere.
+
+Whatever the file or the environment holds, loading either succeeds or raises ConfigError naming the
+file (and the byte, line or key): the file must be a regular file of at most 1 MiB in UTF-8; relative
+paths are resolved against the config file's folder (see `resolve_paths`).
 """
 
 from __future__ import annotations
@@ -18,17 +21,21 @@ from typing import Annotated, Any, Literal
 import jmespath
 import jmespath.exceptions
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from connector.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV_VAR = "CONNECTOR_CONFIG"
 ENV_PREFIX = "CONNECTOR_"
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few kB; anything bigger is the wrong file
+
+log = logging.getLogger("connector.config")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan pass `gt=0` checks and then break sleeps and timeouts: no float key means either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class JobylonConfig(Section):
@@ -96,6 +103,11 @@ class FileSourceConfig(Section):
     path: Path
     format: Literal["json", "ndjson", "csv"] | None = None
     max_bytes: int = Field(200_000_000, ge=1)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _usable_path(cls, value: Any) -> Any:
+        return _usable_path(value)
 
     @property
     def resolved_format(self) -> str:
@@ -199,6 +211,11 @@ class RetryConfig(Section):
 class StateConfig(Section):
     path: Path = Path("state/connector.db")
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _usable_path(cls, value: Any) -> Any:
+        return _usable_path(value)
+
 
 class ObservabilityConfig(Section):
     log_format: Literal["text", "json"] = "text"
@@ -272,6 +289,18 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _usable_path(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("expected a file path, got an empty string")
+        if "\0" in value:
+            raise ValueError("a path cannot contain a NUL character")
+    return value
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(explicit or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
 
@@ -283,16 +312,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str,
     """
     if data is None:
         file = config_path(path)
-        try:
-            with open(file, "rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"{file}: config file not found (set --config or {CONFIG_ENV_VAR})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        raw, info = _read_config_file(file)
+        data = _parse_toml(file, raw)
         origin = str(file)
         base = file.absolute().parent
-        _warn_if_exposed(file, data)
+        _warn_if_exposed(file, info.st_mode, data)
     else:
         origin = "config"
         base = Path.cwd()
@@ -300,6 +324,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str,
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, origin)) from None
+    except SettingsError as exc:
+        raise ConfigError(_environment_problem(exc, origin)) from None
     return resolve_paths(settings, base)
 
 
@@ -317,6 +343,69 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(update=changes) if changes else settings
 
 
+def _read_config_file(file: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES. A FIFO or a device is refused from
+    its stat, before any open (an open of a FIFO blocks until someone writes to it)."""
+    try:
+        _check_regular(file, os.stat(file))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(file, flags), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            _check_regular(file, info)  # replaced by something else between the stat and the open
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{file}: config file not found (set --config or {CONFIG_ENV_VAR})") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise ConfigError(f"{file}: cannot read the config file ({reason.lower()})") from None
+    if len(raw) > MAX_CONFIG_BYTES:  # grew after the stat
+        raise ConfigError(f"{file}: the config file is larger than 1 MiB; is it the right file?")
+    return raw, info
+
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(file: Path, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{file}: is a folder, not a config file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
+        raise ConfigError(f"{file}: not a regular file ({kind}); give the path of the TOML config file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: the config file is larger than 1 MiB ({info.st_size} bytes); is it the right file?")
+
+
+def _parse_toml(file: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Everything before exc.start is valid UTF-8, so the column can be counted in characters.
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
+        raise ConfigError(f"{file}: not UTF-8 at byte {exc.start} (line {line}, column {column}); save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))  # a byte order mark, as some editors write
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise ConfigError(f"{file}: not valid TOML: {_first_line(exc).split(';')[0]}") from None
+
+
+def _environment_problem(exc: SettingsError, origin: str) -> str:
+    """pydantic-settings could not parse an environment value (a list or table must be JSON there).
+    The variable is named, its value is not shown."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else ""
+    prefix = f"{ENV_PREFIX}{field}".upper()
+    names = sorted(name for name in os.environ if field and (name.upper() == prefix or name.upper().startswith(prefix + "__")))
+    where = ", ".join(names) or f"an environment variable {ENV_PREFIX}..."
+    return f"{origin}: invalid configuration (1 problem):\n  {where}: not a valid value for '{field or '?'}' (a list or a table is written as JSON there, e.g. [60, 300])"
+
+
 SECRET_KEYS = {("jobylon", "app_key"), ("alerts", "webhook_url"), ("auth", "token"), ("auth", "password"), ("auth", "value")}
 
 
@@ -331,14 +420,13 @@ def _secret_paths(data: Any, path: tuple[str, ...] = ()) -> list[str]:
     return found
 
 
-def _warn_if_exposed(file: Path, data: dict[str, Any]) -> None:
+def _warn_if_exposed(file: Path, mode: int, data: dict[str, Any]) -> None:
     """A config file that others may read should not hold a secret."""
-    mode = file.stat().st_mode
     if not mode & (stat.S_IRGRP | stat.S_IROTH):
         return
     secrets = _secret_paths(data)
     if secrets:
-        logging.getLogger("connector.config").warning(
+        log.warning(
             "%s is readable by other users (mode %s) and holds %s: run `chmod 600 %s` or move the secret to the environment (e.g. CONNECTOR_JOBYLON__APP_KEY)",
             file,
             oct(stat.S_IMODE(mode)),

@@ -5,11 +5,14 @@ never prints a secret, and never quietly follows the current folder to a new, em
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from conftest import Harness, item, run_cli
 
-from connector.config import load_settings
+from connector.config import MAX_CONFIG_BYTES, load_settings
+from connector.errors import ConfigError
 
 GOOD = '[jobylon]\napp_id = "demo-app"\napp_key = "supersecret-key-123"\n[source]\nkind = "file"\npath = "x.json"\n'
 
@@ -28,6 +31,132 @@ def assert_config_error(result, *expected: str) -> None:
     assert result.stderr.startswith("error: "), result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
+
+
+# 9. Only a regular file of at most 1 MiB is read, and a FIFO is never opened for reading.
+
+
+def test_dev_zero_as_config_is_refused_without_reading_it():
+    result = run_cli("--config", "/dev/zero", "sync", timeout=30)
+    assert_config_error(result, "/dev/zero: not a regular file (a character device)")
+
+
+def test_fifo_as_config_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    result = run_cli("--config", str(fifo), "sync", timeout=20)  # nobody ever writes to it: open() would block
+    assert_config_error(result, f"{fifo}: not a regular file (a FIFO)")
+
+
+def test_fifo_named_by_the_environment_is_refused_too(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = run_cli("sync", env={"CONNECTOR_CONFIG": str(fifo)}, timeout=20)
+    assert_config_error(result, f"{fifo}: not a regular file (a FIFO)")
+
+
+def test_config_over_one_mib_is_refused_and_one_mib_exactly_loads(tmp_path):
+    padded = GOOD + "#" * (MAX_CONFIG_BYTES - len(GOOD) - 1) + "\n"
+    assert len(padded.encode()) == MAX_CONFIG_BYTES == 1024 * 1024
+    assert load_settings(write(tmp_path, padded)).jobylon.app_id == "demo-app"
+    big = write(tmp_path, padded + "#\n", "big.toml")
+    result = run_cli("--config", str(big), "sync")
+    assert_config_error(result, f"{big}: the config file is larger than 1 MiB")
+
+
+def test_huge_sparse_config_is_refused_by_its_size_without_reading_it(tmp_path):
+    huge = tmp_path / "config.toml"
+    with open(huge, "wb") as handle:
+        handle.truncate(8 * 1024**3)  # 8 GiB of holes: reading it would take the memory
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_settings(huge)
+
+
+def test_folder_as_config_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_settings(tmp_path)
+    (tmp_path / "config.toml").mkdir()  # the default name, so click's own --config check does not see it
+    result = run_cli("sync", cwd=tmp_path)
+    assert_config_error(result, "config.toml: is a folder, not a config file")
+
+
+def test_missing_config_and_a_file_used_as_a_folder_are_named(tmp_path):
+    result = run_cli("--config", str(tmp_path / "nope.toml"), "sync")
+    assert_config_error(result, f"{tmp_path / 'nope.toml'}: config file not found")
+    plain = write(tmp_path, GOOD)
+    with pytest.raises(ConfigError, match="config.toml/x.toml: config file not found"):
+        load_settings(plain / "x.toml")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_config_is_a_config_error(tmp_path):
+    path = write(tmp_path, GOOD)
+    path.chmod(0)
+    result = run_cli("--config", str(path), "sync")
+    assert_config_error(result, f"{path}: cannot read the config file")
+
+
+# 11. Encoding and syntax: the file and the position are named.
+
+
+def test_latin1_config_names_the_byte_and_line(tmp_path):
+    text = GOOD.replace("[source]", "# Köln office\n[source]").encode("latin-1")
+    offset = text.index("ö".encode("latin-1"))
+    path = write(tmp_path, text)
+    result = run_cli("--config", str(path), "sync")
+    line = text[:offset].count(b"\n") + 1
+    assert_config_error(result, f"{path}: not UTF-8 at byte {offset} (line {line}, column 4)")
+    assert "supersecret" not in result.stderr
+
+
+def test_utf8_with_a_byte_order_mark_loads(tmp_path):
+    path = write(tmp_path, "\ufeff" + GOOD.replace("[source]", "# Köln office\n[source]"))
+    assert load_settings(path).jobylon.app_id == "demo-app"
+
+
+def test_toml_syntax_error_names_line_and_column(tmp_path):
+    path = write(tmp_path, GOOD + "[sync\nconcurrency = 2\n")
+    result = run_cli("--config", str(path), "sync")
+    assert_config_error(result, f"{path}: not valid TOML:", "(at line 7, column 6)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 5000,  # tomllib recurses per nesting level
+        "x = " + "{a = " * 5000,
+        "x = " + "9" * 5000,  # beyond Python's int string limit
+    ],
+    ids=["nested-arrays", "nested-tables", "huge-integer"],
+)
+def test_pathological_toml_is_a_config_error(tmp_path, text):
+    path = write(tmp_path, text)
+    result = run_cli("--config", str(path), "sync")
+    assert_config_error(result, f"{path}: not valid TOML")
+
+
+def test_unparsable_environment_value_is_named_without_its_value(tmp_path):
+    path = write(tmp_path, GOOD)
+    result = run_cli("--config", str(path), "sync", env={"CONNECTOR_RETRY__FAILED_ITEM_BACKOFF_SECONDS": "[1, secret-x"})
+    assert_config_error(result, "CONNECTOR_RETRY__FAILED_ITEM_BACKOFF_SECONDS")
+    assert "secret-x" not in result.stderr
+
+
+def test_infinite_and_nan_numbers_are_refused(tmp_path):
+    path = write(tmp_path, GOOD + "[sync]\ninterval_seconds = inf\n[retry]\nbackoff_max_seconds = nan\n")
+    result = run_cli("--config", str(path), "sync")
+    assert_config_error(result, "sync.interval_seconds: Input should be a finite number", "retry.backoff_max_seconds: Input should be a finite number")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("", "expected a file path, got an empty string"), ("a\u0000b", "a path cannot contain a NUL character")],
+    ids=["empty", "nul"],
+)
+def test_unusable_path_values_are_config_errors(tmp_path, value, message):
+    path = write(tmp_path, GOOD + f"[state]\npath = {json.dumps(value)}\n")
+    result = run_cli("--config", str(path), "status")
+    assert_config_error(result, f"state.path: {message}")
 
 
 # 13.2 Relative paths follow the config file's folder, not the current one.
