@@ -4,8 +4,9 @@ Every section forbids unknown keys, so a typo is an error that names the key ins
 ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere.
 
 Whatever the file or the environment holds, loading either succeeds or raises ConfigError naming the
-file (and the byte, line or key): the file must be a regular file of at most 1 MiB in UTF-8; relative
-paths are resolved against the config file's folder (see `resolve_paths`).
+file (and the byte, line or key): the file must be a regular file of at most 1 MiB in UTF-8; values that
+go into HTTP headers are checked here, not at the first request; relative paths are resolved against
+the config file's folder (see `resolve_paths`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import os
 import re
 import stat
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from connector.errors import ConfigError
@@ -62,10 +65,20 @@ class JobylonConfig(Section):
             raise ValueError("expected a path that starts and ends with '/', e.g. /p1/events/")
         return value
 
+    @field_validator("app_id", "app_key", mode="before")
+    @classmethod
+    def _header_safe(cls, value: Any, info: ValidationInfo) -> Any:
+        return _header_value(value, f"jobylon.{info.field_name}", required=True)
+
 
 class BearerAuth(Section):
     type: Literal["bearer"]
     token: SecretStr
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _header_safe(cls, value: Any) -> Any:
+        return _header_value(value, "source.auth.token", required=True)
 
 
 class BasicAuth(Section):
@@ -73,11 +86,36 @@ class BasicAuth(Section):
     username: str
     password: SecretStr
 
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _basic_credential(cls, value: Any, info: ValidationInfo) -> Any:
+        # Base64-encoded into the header, as Latin-1 (what requests does): more than visible ASCII fits.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        value = _stripped(raw, f"source.auth.{info.field_name}")
+        if isinstance(value, str):
+            _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
+            if info.field_name == "username" and ":" in value:
+                raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
+        return value
+
 
 class HeaderAuth(Section):
     type: Literal["header"]
     name: str
     value: SecretStr
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _header_name(cls, value: Any) -> Any:
+        value = _stripped(value, "source.auth.name")
+        if isinstance(value, str) and not _HEADER_NAME.fullmatch(value):
+            raise ValueError(f"not a valid HTTP header name ({_HEADER_NAME_RULE})")
+        return value
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _header_safe(cls, value: Any) -> Any:
+        return _header_value(value, "source.auth.value", required=True)
 
 
 SourceAuth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
@@ -133,6 +171,25 @@ class HttpSourceConfig(Section):
     @classmethod
     def _items_expression(cls, value: str) -> str:
         return _check_jmespath(value) or "@"
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        """Names must be HTTP tokens; values go through the same check as the credentials (they often
+        hold an API key, so they are never shown either)."""
+        cleaned = {}
+        for raw_name, raw_value in value.items():
+            name = raw_name.strip()
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{raw_name!a} is not a valid HTTP header name ({_HEADER_NAME_RULE})")
+            key = f"source.headers.{name}"
+            if name != raw_name:
+                log.warning("%s: surrounding whitespace removed from the header name", key)
+            try:
+                cleaned[name] = _header_value(raw_value, key, required=False)
+            except ValueError as exc:
+                raise PydanticCustomError("config_problem", "{problem}", {"key": name, "problem": str(exc)}) from None
+        return cleaned
 
 
 SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig, Field(discriminator="kind")]
@@ -287,6 +344,44 @@ def _check_jmespath(expression: str | None) -> str | None:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# -- values that go into HTTP headers ----------------------------------------------------------
+# A key copied with its trailing newline, or with a zero-width space from a chat message, would
+# otherwise fail every single request (or raise deep inside http.client). Messages name the key and
+# the position, never the value.
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_NAME_RULE = "letters, digits and !#$%&'*+-.^_`|~ only"
+
+
+def _stripped(value: Any, key: str) -> Any:
+    """`value` without surrounding whitespace (logged, naming the key only); non-strings as they are."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str) and value.strip() != value:
+        log.warning("%s: surrounding whitespace removed (a trailing newline or space is never part of the value)", key)
+        return value.strip()
+    return value
+
+
+def _refuse_characters(value: str, allowed: Any, what: str, offset: int = 0) -> None:
+    for index, char in enumerate(value):
+        if not allowed(char):
+            name = "a control character" if unicodedata.category(char) == "Cc" else unicodedata.name(char, "unnamed")
+            raise ValueError(f"contains a character {what} cannot carry (U+{ord(char):04X} at position {offset + index + 1}: {name})")
+
+
+def _header_value(value: Any, key: str, *, required: bool) -> Any:
+    """Visible ASCII, with spaces and tabs inside: what every HTTP stack carries in a header value."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    value = _stripped(raw, key)
+    if not isinstance(value, str):
+        return value
+    if required and not value:
+        raise ValueError("is empty")
+    _refuse_characters(value, lambda char: " " <= char <= "~" or char == "\t", "an HTTP header", len(raw) - len(raw.lstrip()))
+    return value
 
 
 def _usable_path(value: Any) -> Any:
@@ -454,6 +549,9 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
             message = "required key is missing"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             message = _tag_message(error)
+        elif kind == "config_problem":  # a problem inside a table, e.g. one header of source.headers
+            ctx = error.get("ctx") or {}
+            key, message = f"{key}.{ctx.get('key', '?')}", str(ctx.get("problem", ""))
         else:
             message = error["msg"].removeprefix("Value error, ")
             got = error.get("input")

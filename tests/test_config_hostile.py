@@ -5,6 +5,7 @@ never prints a secret, and never quietly follows the current folder to a new, em
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from conftest import Harness, item, run_cli
 
 from connector.config import MAX_CONFIG_BYTES, load_settings
 from connector.errors import ConfigError
+from connector.sandbox.directory import DEMO_APP_KEY
 
 GOOD = '[jobylon]\napp_id = "demo-app"\napp_key = "supersecret-key-123"\n[source]\nkind = "file"\npath = "x.json"\n'
 
@@ -157,6 +159,111 @@ def test_unusable_path_values_are_config_errors(tmp_path, value, message):
     path = write(tmp_path, GOOD + f"[state]\npath = {json.dumps(value)}\n")
     result = run_cli("--config", str(path), "status")
     assert_config_error(result, f"state.path: {message}")
+
+
+# 12. Values that go into HTTP headers: surrounding whitespace is removed (with a warning naming the
+# key, never the value), a character a header cannot carry is refused (naming the key, never the value).
+
+
+def test_app_key_with_a_trailing_newline_is_stripped_with_a_warning(tmp_path, sandbox):
+    h = Harness(tmp_path, sandbox)
+    try:
+        h.write([item("A")])
+        h.data["jobylon"]["app_key"] = DEMO_APP_KEY + "\n"
+        result = run_cli("--config", str(h.config_file()), "sync")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "jobylon.app_key: surrounding whitespace removed" in result.stderr
+        assert DEMO_APP_KEY not in result.stdout + result.stderr
+        assert len(h.jobylon_events()) == 1
+    finally:
+        h.close()
+
+
+def test_app_key_from_the_environment_is_stripped_too(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("CONNECTOR_JOBYLON__APP_KEY", " from-env-key\r\n")
+    with caplog.at_level(logging.WARNING, logger="connector.config"):
+        settings = load_settings(write(tmp_path, GOOD))
+    assert settings.jobylon.app_key.get_secret_value() == "from-env-key"
+    assert "jobylon.app_key: surrounding whitespace removed" in caplog.text
+    assert "from-env-key" not in caplog.text
+
+
+def test_zero_width_space_in_app_key_is_refused_without_printing_it(tmp_path):
+    key = "demo-key-01\u200b23456789"
+    path = write(tmp_path, GOOD.replace("supersecret-key-123", key.replace("\u200b", "\\u200b")))
+    result = run_cli("--config", str(path), "sync")
+    assert_config_error(result, "jobylon.app_key: contains a character an HTTP header cannot carry (U+200B at position 12")
+    output = result.stdout + result.stderr
+    for part in (key, "demo-key", "23456789"):
+        assert part not in output
+
+
+HTTP_SOURCE = {"kind": "http", "url": "http://127.0.0.1:9/interviews"}
+
+
+def config_with(**changes):
+    data = {"jobylon": {"app_id": "demo-app", "app_key": "app-key-123456"}, "source": dict(HTTP_SOURCE)}
+    for key, value in changes.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "secret", "problem"),
+    [
+        ({"jobylon__app_id": "demo\u0001app"}, "jobylon.app_id", "demo", "U+0001 at position 5"),
+        ({"jobylon__app_key": "key-\u00e9-SECRET"}, "jobylon.app_key", "SECRET", "U+00E9 at position 5"),
+        ({"source__auth": {"type": "bearer", "token": "tok\u200bSECRET"}}, "source.auth.token", "SECRET", "U+200B at position 4"),
+        ({"source__auth": {"type": "header", "name": "X-Api-Key", "value": "val\nSECRET"}}, "source.auth.value", "SECRET", "U+000A at position 4"),
+        ({"source__headers": {"X-Api-Key": "SECRET\u007fx"}}, "source.headers.X-Api-Key", "SECRET", "U+007F at position 7"),
+        ({"source__auth": {"type": "basic", "username": "user", "password": "pw\u200bSECRET"}}, "source.auth.password", "SECRET", "U+200B at position 3"),
+        ({"source__auth": {"type": "basic", "username": "us\u0000er", "password": "SECRET"}}, "source.auth.username", "SECRET", "U+0000 at position 3"),
+    ],
+    ids=["app_id", "app_key", "bearer", "header-auth", "headers", "basic-password", "basic-username"],
+)
+def test_characters_a_header_cannot_carry_are_refused_naming_the_key(changes, key, secret, problem):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(data=config_with(**changes))
+    message = str(caught.value)
+    assert f"{key}: contains a character" in message and f"({problem}" in message, message
+    assert secret not in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"source__auth": {"type": "header", "name": "X Api Key", "value": "v"}}, "source.auth.name: not a valid HTTP header name"),
+        ({"source__headers": {"X-Api\u200bKey": "v"}}, "source.headers: 'X-Api\\u200bKey' is not a valid HTTP header name"),
+        ({"source__auth": {"type": "basic", "username": "a:b", "password": "p"}}, "source.auth.username: cannot contain ':'"),
+        ({"jobylon__app_key": " \n"}, "jobylon.app_key: is empty"),
+        ({"source__auth": {"type": "bearer", "token": "\t"}}, "source.auth.token: is empty"),
+    ],
+    ids=["auth-header-name", "header-name", "basic-colon", "blank-app-key", "blank-token"],
+)
+def test_unusable_header_names_and_blank_credentials_are_refused(changes, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(data=config_with(**changes))
+    assert expected in str(caught.value)
+
+
+def test_source_credentials_are_stripped_with_a_warning_naming_the_key(caplog):
+    with caplog.at_level(logging.WARNING, logger="connector.config"):
+        bearer = load_settings(data=config_with(source__auth={"type": "bearer", "token": "tok-SECRET\n"}, source__headers={" X-Trace ": " on "}))
+        basic = load_settings(data=config_with(source__auth={"type": "basic", "username": " user", "password": "pw-SECRET\n"}))
+    assert bearer.source.auth.token.get_secret_value() == "tok-SECRET"
+    assert bearer.source.headers == {"X-Trace": "on"}
+    assert basic.source.auth.username == "user" and basic.source.auth.password.get_secret_value() == "pw-SECRET"
+    for key in ("source.auth.token", "source.headers.X-Trace", "source.auth.username", "source.auth.password"):
+        assert f"{key}: surrounding whitespace removed" in caplog.text
+    assert "SECRET" not in caplog.text
+
+
+def test_visible_ascii_with_inner_spaces_and_latin1_basic_passwords_are_kept():
+    settings = load_settings(data=config_with(source__headers={"User-Agent": "acme\tconnector 1.0 (+ops)"}))
+    assert settings.source.headers["User-Agent"] == "acme\tconnector 1.0 (+ops)"
+    basic = load_settings(data=config_with(source__auth={"type": "basic", "username": "jörg", "password": "pässwörd !"}))
+    assert basic.source.auth.password.get_secret_value() == "pässwörd !"
 
 
 # 13.2 Relative paths follow the config file's folder, not the current one.
