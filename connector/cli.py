@@ -63,9 +63,7 @@ def json_option(func: Any) -> Any:
 
 
 @click.group(cls=ConnectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config", "config_path", envvar="CONNECTOR_CONFIG", type=click.Path(dir_okay=False), help="Config file (default config.toml, env CONNECTOR_CONFIG)."
-)
+@click.option("--config", "config_path", envvar="CONNECTOR_CONFIG", type=click.Path(), help="Config file (default config.toml, env CONNECTOR_CONFIG).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format (default: observability.log_format).")
 @click.option("-v", "--verbose", count=True, help="Debug logging.")
 @click.version_option(package_name="jobylon-connector")
@@ -199,8 +197,9 @@ def failures(ctx: click.Context) -> None:
 
 
 def _open_store(state: CliState) -> Store:
+    """The state for a read-only command: a missing database is an error, never a new one."""
     settings = state.settings()
-    return Store(settings.state.path, redactor=state.redactor)
+    return Store(settings.state.path, redactor=state.redactor, create=False)
 
 
 @failures.command("list")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from connector.clock import iso, utcnow
 from connector.config import Settings
-from connector.errors import SourceError
+from connector.errors import SourceError, StateError
 from connector.executor import CrashPoint, Executor, needs_call, settle_orphaned_intents
 from connector.jobylon import JobylonClient
 from connector.mapping import Mapper, drain
@@ -132,6 +132,11 @@ class Engine:
             return self._plan_and_execute(run_id, fetched.items, complete, options, started)
         except SourceError as exc:
             return self._finish(run_id, "source_error", complete, started, Plan(), error=str(exc))
+        except StateError as exc:  # the state file failed mid-pass: what was in flight is settled at the next start
+            log.error("pass stopped: %s", exc, extra={"run_id": run_id})
+            with suppress(StateError):
+                self._finish(run_id, "state_error", complete, started, Plan(), error=str(exc))
+            raise
         except Exception as exc:
             log.exception("pass failed: %s", exc, extra={"run_id": run_id})
             self._finish(run_id, "error", complete, started, Plan(), error=f"{type(exc).__name__}: {exc}")
@@ -284,9 +289,10 @@ class Engine:
 @contextmanager
 def open_engine(settings: Settings, *, lock: bool = True, **kwargs: Any) -> Iterator[Engine]:
     """The store (with the process lock, unless only reading) and an engine over it, closed after.
-    The crash-test hook comes from the environment here, at the edge, unless given."""
+    The crash-test hook comes from the environment here, at the edge, unless given. A read-only
+    use (`lock=False`: plan, check) never creates a database."""
     redactor = build_redactor(settings)
-    store = Store(settings.state.path, redactor=redactor)
+    store = Store(settings.state.path, redactor=redactor, create=lock)
     process_lock = ProcessLock(store.path)
     try:
         if lock:

@@ -5,6 +5,8 @@
      |    +-- ConfigError          exit 2: a wrong, missing or unknown config key; the service stays down
      |    +-- SourceError          the partner's system could not be read (the pass changes nothing)
      |    +-- LockedError          another connector process holds the state database
+     |    +-- StateError           exit 5: the state database cannot be read or written (damaged,
+     |                             missing, read-only, disk full, not a file); nothing is sent
      +-- JobylonError              one call to Jobylon failed; carries method, event id, HTTP status, answer
           +-- TransientError       kind transient: worth retrying later (timeouts, 429, 5xx, connection errors)
           +-- PermanentError       kind permanent: Jobylon refused the request (400 and other 4xx)
@@ -35,6 +37,7 @@ class ExitCode(IntEnum):
     CONFIG = 2  # bad config or usage: systemd's RestartPreventExitStatus
     GUARD = 3  # a safety guard held changes back
     AUTH = 4  # Jobylon refused the credentials
+    STATE = 5  # the state database cannot be used; nothing was sent after the problem began
 
 
 class ConnectorError(Exception):
@@ -57,6 +60,10 @@ class SourceError(UserError):
 
 class LockedError(UserError):
     pass
+
+
+class StateError(UserError):
+    exit_code = ExitCode.STATE
 
 
 class JobylonError(ConnectorError):

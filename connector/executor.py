@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.config import Settings
-from connector.errors import JobylonError, NotFoundError
+from connector.errors import JobylonError, NotFoundError, StateError
 from connector.jobylon import JobylonClient
 from connector.model import Interview
 from connector.plan import CALL_ACTIONS, Action, Create, Delete, Invalid, Recreate, Skip, Update
@@ -218,6 +218,9 @@ class Executor:
             started = time.monotonic()
             try:
                 result = self._runners[call.name](run_id, call)
+            except StateError as exc:  # no record can be written: start no further call
+                self.stop("state", str(exc))
+                raise
             except Exception as exc:  # a bug, not a Jobylon answer: record it against the item, go on
                 result = self._unexpected(run_id, call, exc)
             result.duration_ms = int((time.monotonic() - started) * 1000)

@@ -9,6 +9,7 @@ Pass outcomes (`runs.outcome`):
     auth           Jobylon refused the credentials; the pass stopped
     circuit_open   too many consecutive transient failures; the pass stopped early
     interrupted    a signal stopped the pass; calls in flight finished
+    state_error    the state database failed mid-pass (disk full, read-only); no further call was sent
     error          an unexpected error (a bug); recorded, the service goes on
     dry_run        nothing was sent (`plan`, `sync --dry-run`)
 
@@ -34,6 +35,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "circuit_open": ExitCode.FAILED,
     "interrupted": ExitCode.FAILED,
     "error": ExitCode.FAILED,
+    "state_error": ExitCode.STATE,
     "guard": ExitCode.GUARD,
     "auth": ExitCode.AUTH,
 }

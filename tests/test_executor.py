@@ -161,6 +161,7 @@ def test_outcomes_exit_codes_and_what_counts_as_success():
         "circuit_open": 1,
         "interrupted": 1,
         "error": 1,
+        "state_error": 5,
         "guard": 3,
         "auth": 4,
     }

@@ -5,25 +5,68 @@ The store owns the tables; this module owns what the operating system sees of th
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import IO
 
 from connector.clock import utcnow
-from connector.errors import LockedError
+from connector.errors import LockedError, StateError
+
+DAMAGED = ("file is not a database", "malformed", "corrupt", "disk i/o error")
+FULL = ("database or disk is full",)
+READ_ONLY = ("readonly database", "read-only", "unable to open database file")
 
 
-def secure_path(path: Path) -> None:
+def explain(path: Path, exc: BaseException) -> StateError:
+    """One line an operator can act on, for an error of the state file or of SQLite on it."""
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or any(m in text for m in FULL):
+        return StateError(f"state database {path}: the disk is full; free space on that file system and run again (the calls already made are on record)")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or any(m in text for m in READ_ONLY):
+        return StateError(
+            f"state database {path}: cannot be written (read-only file system or no permission); make it and {path.parent} writable for the connector's user"
+        )
+    if isinstance(exc, sqlite3.DatabaseError) and any(m in text for m in DAMAGED):
+        return StateError(
+            f"state database {path} is damaged ({exc}); stop the connector and restore the newest backup "
+            f"({path.name}.bak-*) or a file-system backup. Do not delete it: a new, empty database would create every event again"
+        )
+    return StateError(f"state database {path}: {type(exc).__name__}: {exc}")
+
+
+def secure_path(path: Path, *, create: bool = True) -> None:
     """Create the folder 0700 and the database file 0600 before SQLite touches them; SQLite gives
-    its -wal and -shm files the database file's mode."""
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    os.chmod(path, 0o600)
+    its -wal and -shm files the database file's mode. Without `create`, a missing file is an error
+    (read-only commands never make a new, empty database). Only a regular file's mode is changed."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise explain(path, exc) from None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise StateError(f"state.path {path} is {what}; it must name the database file (e.g. {path / 'connector.db'})")
+    if info is None and not create:
+        raise StateError(
+            f"no state database at {path}: check state.path (a relative path is relative to the config file's folder); `connector sync` creates it"
+        )
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        if info is None:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        if info is None or stat.S_IMODE(info.st_mode) != 0o600:
+            os.chmod(path, 0o600)
+    except NotADirectoryError:
+        raise StateError(f"state.path {path}: a part of the folder path is a file, not a folder") from None
+    except OSError as exc:
+        raise explain(path, exc) from None
 
 
 def backup(conn: sqlite3.Connection, path: Path) -> Path:

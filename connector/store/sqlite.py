@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from connector.clock import iso, parse_iso, utcnow
 from connector.plan import Known
 from connector.redact import Redactor
-from connector.store.file import backup, secure_path
+from connector.store.file import backup, explain, secure_path
 from connector.store.records import EventRow, EventState, FailureRecord, FailureRow, Intent, OperationRow, RunRow
 from connector.store.schema import SCHEMA_VERSION, migrations
 
@@ -42,32 +42,45 @@ def _marks(values: Iterable[Any]) -> str:
 class Store:
     backup_path: Path | None = None
 
-    def __init__(self, path: str | os.PathLike[str], *, redactor: Redactor | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, redactor: Redactor | None = None, create: bool = True) -> None:
+        """Open (with `create`, make) the database and apply pending migrations. Any problem with the
+        file or SQLite is a StateError naming the path and what to do."""
         self.path = Path(path)
         self.redactor = redactor or Redactor()
-        secure_path(self.path)
+        self._lock = threading.RLock()
+        secure_path(self.path, create=create)
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self.db = Database(conn, execute_plugins=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self._lock = threading.RLock()
-        with self._lock:
-            if migrations.pending(self.db) and self.db["events"].exists():
-                self.backup_path = backup(conn, self.path)
-            migrations.apply(self.db)
-            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-            self.db.conn.commit()
+        try:
+            with self._sqlite_errors():
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                if migrations.pending(self.db) and self.db["events"].exists():
+                    self.backup_path = backup(conn, self.path)
+                migrations.apply(self.db)
+                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                self.db.conn.commit()
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise explain(self.path, exc) from None
+
+    @contextmanager
     def transaction(self) -> Iterator[Database]:
-        with self._lock, self.db.atomic():
+        with self._lock, self._sqlite_errors(), self.db.atomic():
             yield self.db
 
     def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return list(self.db.query(sql, params))
 
     # -- meta --------------------------------------------------------------------------------
@@ -96,7 +109,7 @@ class Store:
         else:
             batches = [(f"{sql} WHERE e.remote_id IN ({_marks(chunk)})", chunk) for chunk in _chunks(list(dict.fromkeys(remote_ids)))]
         result: dict[str, Known] = {}
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             for query, params in batches:
                 for row in self.db.execute(query, params):
                     result[row[0]] = Known(
