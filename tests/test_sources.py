@@ -465,6 +465,25 @@ def test_a_slow_server_times_out_and_is_retried(api):
     assert len(api.seen) == 2
 
 
+def test_a_trickling_page_times_out_in_total_and_is_retried(api):
+    """One byte every 0.1 s never trips a per-read timeout; source.timeout_seconds bounds the page."""
+
+    def trickling(path, q, h):
+        def body():
+            for byte in json.dumps(ITEMS[:3]).encode():  # 33 bytes: about 3.3 s
+                time.sleep(0.1)
+                yield bytes([byte])
+
+        return 200, body(), {}
+
+    api.handler = trickling
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"/i page 1: no answer within 0.5 s \(after 2 attempts\)"):
+        http_source(api, retry={"attempts": 2}, timeout_seconds=0.5).fetch()
+    assert time.monotonic() - started < 2.5
+    assert len(api.seen) == 2
+
+
 def test_unreachable_source_and_bad_url():
     with pytest.raises(SourceError, match=r"source http://127.0.0.1:9/i page 1: could not connect \(after 3 attempts\)"):
         source_for({"kind": "http", "url": "http://127.0.0.1:9/i"}).fetch()

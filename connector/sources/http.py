@@ -7,6 +7,8 @@ Every fetch is guarded against pagination loops: at most `max_pages` pages, no U
 
 Transient failures (connection errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with
 exponential backoff and jitter, honouring `Retry-After`; anything else fails the fetch at once.
+`timeout_seconds` bounds each page as a whole (connect, headers, body, redirects): a page trickling
+in is a timeout like any other.
 
 Error messages name the URL without its query string or user info and never carry a credential.
 Credentials (the auth header and the configured headers) are never sent to another host: not on a
@@ -27,15 +29,16 @@ import requests
 from requests.auth import HTTPBasicAuth
 from tenacity import RetryCallState
 
+from connector import httpread
 from connector.config import BasicAuth, BearerAuth, HeaderAuth, HttpSourceConfig, RetryConfig
 from connector.errors import SourceError
+from connector.httpread import public_url
 from connector.retry import call_with_retries, parse_retry_after
 from connector.sources import FetchResult, json_problem, json_type
 
 log = logging.getLogger("connector.sources")
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-CHUNK = 64 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -45,21 +48,6 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def public_url(url: str) -> str:
-    """The URL as it may be shown: no user info, no query string, no fragment."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        host += f":{port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def with_params(url: str, params: dict[str, Any]) -> str:
@@ -87,9 +75,12 @@ class _Session(requests.Session):
     def __init__(self, private_headers: list[str]) -> None:
         super().__init__()
         self._private_headers = private_headers
+        adapter = httpread.DeadlineAdapter(max_retries=0)  # each page within source.timeout_seconds in total
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        if self.should_strip_auth(response.request.url, prepared_request.url):
+        if self.should_strip_auth(response.request.url or "", prepared_request.url or ""):
             for name in self._private_headers:
                 prepared_request.headers.pop(name, None)
         super().rebuild_auth(prepared_request, response)
@@ -244,7 +235,7 @@ class HttpSource:
     def _get_once(self, url: str, where: str) -> tuple[requests.Response, bytes, Any]:
         timeout = self.config.timeout_seconds
         try:
-            response = self.session.get(url, timeout=timeout, stream=True)
+            response, deadline = httpread.send(self.session, "GET", url, timeout)
         except requests.exceptions.SSLError:
             raise SourceError(
                 f"{where}: the TLS handshake failed (an untrusted certificate, or not a TLS server); "
@@ -267,7 +258,7 @@ class HttpSource:
                 raise SourceError(f"{where}: HTTP {status}, the source refused the credentials (check source.auth)")
             if not 200 <= status < 300:
                 raise SourceError(f"{where}: HTTP {status}")
-            raw = self._read_capped(response, where)
+            raw = self._read_capped(response, deadline, where)
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -276,20 +267,16 @@ class HttpSource:
             raise SourceError(f"{where}: the body is not JSON ({json_problem(exc)}{hint})") from None
         return response, raw, body
 
-    def _read_capped(self, response: requests.Response, where: str) -> bytes:
+    def _read_capped(self, response: requests.Response, deadline: float, where: str) -> bytes:
         """The body, read in chunks; past `max_bytes` reading stops: memory stays bounded by the cap."""
         cap = self.config.max_bytes
-        declared = response.headers.get("Content-Length", "").strip()
-        if declared.isdigit() and int(declared) > cap:
-            raise SourceError(f"{where}: response of {declared} bytes is larger than source.max_bytes = {cap} bytes")
-        chunks: list[bytes] = []
-        total = 0
         try:
-            for chunk in response.iter_content(CHUNK):
-                total += len(chunk)
-                if total > cap:
-                    raise SourceError(f"{where}: response larger than source.max_bytes = {cap} bytes; stopped reading")
-                chunks.append(chunk)
-        except requests.RequestException:
+            return httpread.read_body(response, deadline, cap)
+        except httpread.BodyTooLarge as exc:
+            if exc.declared is not None:
+                raise SourceError(f"{where}: response of {exc.declared} bytes is larger than source.max_bytes = {cap} bytes") from None
+            raise SourceError(f"{where}: response larger than source.max_bytes = {cap} bytes; stopped reading") from None
+        except httpread.BodyTimeout:
+            raise _Transient(f"no answer within {self.config.timeout_seconds:g} s") from None
+        except httpread.BodyBroken:
             raise _Transient("the connection broke while reading the body") from None
-        return b"".join(chunks)
