@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "**********"
+FRAGMENT = 8  # this many leading characters of a secret, left at the end of a cut text, are masked too
 
 
 class Redactor:
@@ -18,6 +19,23 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, MASK)
+        return value
+
+    def truncate(self, value: str, keep: int) -> str:
+        """`value` masked, then cut to `keep` characters (noting the full length). Masking first
+        means no secret straddles the cut; a text that already ends in the first characters of a
+        secret (cut before it reached us) has those masked too, from FRAGMENT characters on."""
+        value = self.text(value)
+        note = ""
+        if len(value) > keep:
+            value, note = value[:keep], f"... ({len(value)} characters)"
+        return self._mask_tail(value) + note
+
+    def _mask_tail(self, value: str) -> str:
+        for secret in self._secrets:
+            for size in range(min(len(secret) - 1, len(value)), FRAGMENT - 1, -1):
+                if value.endswith(secret[:size]):
+                    return value[:-size] + MASK
         return value
 
     def data(self, value: Any) -> Any:
