@@ -6,6 +6,15 @@ Which failures are repeated:
   processed: connect errors, 429 and 503. A read timeout, a dropped connection after sending, or
   500/502/504 leave the outcome unknown: InDoubtError, never repeated by itself.
 - PUT and DELETE are idempotent: every transient failure is retried.
+
+What is never trusted in an answer:
+- Redirects are not followed (the app key would go wherever `Location` says): any 3xx is a
+  PermanentError naming the status and the place, without its query string.
+- A create is created only by a 2xx carrying an integer `id` in 1..2**63-1 (what the state database
+  can hold); any other answer to a POST leaves it in doubt.
+- Every call has one deadline, `jobylon.timeout_seconds`, for the whole answer (an answer trickling
+  in is a timeout), and at most ANSWER_MAX_BYTES of an answer are read (more is an invalid answer).
+- Answers are kept for the failure record masked, then cut to RESPONSE_KEEP characters.
 """
 
 from __future__ import annotations
@@ -15,20 +24,37 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urljoin
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
-from connector import __version__
+from connector import __version__, httpread
 from connector.config import JobylonConfig, RetryConfig
 from connector.errors import AuthError, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
+from connector.redact import Redactor
 from connector.retry import RateLimiter, call_with_retries, parse_retry_after
 
 log = logging.getLogger("connector.jobylon")
-RESPONSE_KEEP = 2000
+RESPONSE_KEEP = 2000  # characters of an answer kept for the failure record (after masking)
+ANSWER_MAX_BYTES = 1 << 20  # what is read of any answer; more is an invalid answer
+EVENT_ID_MAX = 2**63 - 1  # SQLite's largest integer
 SAFE_TO_REPEAT_STATUSES = {429, 503}  # the server says it did not process the request
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: Any  # requests' case-insensitive dict
+    body: bytes
+    encoding: str | None
+
+    @property
+    def text(self) -> str:
+        try:
+            return self.body.decode(self.encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.body.decode("utf-8", errors="replace")
 
 
 def _is_connect_failure(exc: requests.ConnectionError) -> bool:
@@ -40,8 +66,14 @@ def _is_connect_failure(exc: requests.ConnectionError) -> bool:
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
-def _truncate(text: str) -> str:
-    return text if len(text) <= RESPONSE_KEEP else text[:RESPONSE_KEEP] + f"... ({len(text)} characters)"
+def _place(url: str, location: str | None) -> str:
+    """Where a redirect points, as it may be shown: resolved, without user info, query or fragment."""
+    if not location or not location.strip():
+        return "(no Location)"
+    try:
+        return httpread.public_url(urljoin(url, location.strip()))
+    except ValueError:
+        return "(an unreadable Location)"
 
 
 class JobylonClient:
@@ -59,8 +91,9 @@ class JobylonClient:
         self._limiter = limiter or RateLimiter(config.max_requests_per_second)
         self._sleep = sleep
         self._events_url = config.base_url + config.events_path
+        self._redactor = Redactor([config.app_key.get_secret_value()])
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+        adapter = httpread.DeadlineAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # What requests would read from the environment on every call (proxies, CA bundle),
@@ -83,20 +116,22 @@ class JobylonClient:
 
     def create(self, payload: dict[str, Any]) -> int:
         """POST the event; returns Jobylon's event id."""
-        response = self._call("POST", self._events_url, payload, None)
+        answer = self._call("POST", self._events_url, payload, None)
+        where = f"POST {self._config.events_path}: {answer.status}"
         try:
-            event_id = response.json()["id"]
+            event_id = json.loads(answer.body)["id"]
             if isinstance(event_id, bool) or not isinstance(event_id, int):
                 raise TypeError(event_id)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
             # The event may well exist: the answer just does not say which one it is.
-            raise InDoubtError(
-                f"POST {self._config.events_path}: {response.status_code} without an event id in the answer",
-                method="POST",
-                http_status=response.status_code,
-                response=_truncate(response.text),
-            ) from None
+            raise self._in_doubt(f"{where} without an event id in the answer", answer) from None
+        if not 1 <= event_id <= EVENT_ID_MAX:
+            shown = str(event_id) if len(str(event_id)) <= 40 else f"{str(event_id)[:40]}..."
+            raise self._in_doubt(f"{where} with event id {shown}, outside 1..2**63-1; the event may exist", answer)
         return event_id
+
+    def _in_doubt(self, message: str, answer: Answer) -> InDoubtError:
+        return InDoubtError(message, method="POST", http_status=answer.status, response=self._keep(answer.text))
 
     def update(self, event_id: int, payload: dict[str, Any]) -> None:
         self._call("PUT", self._event_url(event_id), payload, event_id)
@@ -121,8 +156,8 @@ class JobylonClient:
     def _event_url(self, event_id: int) -> str:
         return f"{self._events_url}{event_id}/"
 
-    def _call(self, method: str, url: str, body: dict[str, Any] | None, event_id: int | None) -> requests.Response:
-        def attempt() -> requests.Response:
+    def _call(self, method: str, url: str, body: dict[str, Any] | None, event_id: int | None) -> Answer:
+        def attempt() -> Answer:
             return self._send(method, url, body, event_id)
 
         def before_sleep(state: Any) -> None:
@@ -134,44 +169,62 @@ class JobylonClient:
     def _path(self, url: str) -> str:
         return url.removeprefix(self._config.base_url)
 
-    def _send(self, method: str, url: str, body: dict[str, Any] | None, event_id: int | None) -> requests.Response:
+    def _send(self, method: str, url: str, body: dict[str, Any] | None, event_id: int | None) -> Answer:
         self._limiter.acquire()
         where = f"{method} {self._path(url)}"
         context: dict[str, Any] = {"method": method, "event_id": event_id}
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if body is not None else None
+        timeout = self._config.timeout_seconds
         try:
-            response = self.session.request(method, url, data=data, headers=headers, timeout=self._config.timeout_seconds)
-        except requests.ConnectionError as exc:
-            if _is_connect_failure(exc):
+            response, deadline = httpread.send(self.session, method, url, timeout, data=data, headers=headers, allow_redirects=False)
+            with response:
+                answer = Answer(response.status_code, response.headers, httpread.read_body(response, deadline, ANSWER_MAX_BYTES), response.encoding)
+        except (requests.ConnectionError, httpread.BodyBroken) as exc:
+            if isinstance(exc, requests.ConnectionError) and _is_connect_failure(exc):
                 raise TransientError(f"{where}: could not connect to Jobylon", **context) from None
             if method == "POST":
                 raise InDoubtError(f"{where}: connection lost after the request was sent; the event may or may not exist", **context) from None
             raise TransientError(f"{where}: connection lost", **context) from None
-        except requests.Timeout:
+        except (requests.Timeout, httpread.BodyTimeout):
             if method == "POST":
-                raise InDoubtError(f"{where}: no answer within {self._config.timeout_seconds:g} s; the event may or may not exist", **context) from None
-            raise TransientError(f"{where}: no answer within {self._config.timeout_seconds:g} s", **context) from None
+                raise InDoubtError(f"{where}: no answer within {timeout:g} s; the event may or may not exist", **context) from None
+            raise TransientError(f"{where}: no answer within {timeout:g} s", **context) from None
+        except httpread.BodyTooLarge as exc:
+            message = f"{where}: {response.status_code}, the answer exceeded 1 MiB; stopped reading"
+            head = Answer(response.status_code, response.headers, exc.head, response.encoding).text
+            details = {**context, "http_status": response.status_code, "response": self._keep(head) if head else None}
+            if method == "POST":
+                raise InDoubtError(f"{message}; the event may or may not exist", **details) from None
+            raise TransientError(message, **details) from None
         except requests.RequestException as exc:
             raise TransientError(f"{where}: {type(exc).__name__}", **context) from None
-        status = response.status_code
-        if status < 300:
-            return response
-        raise self._error(where, response, context)
+        if 200 <= answer.status < 300:
+            return answer
+        raise self._error(where, url, answer, context)
 
-    def _error(self, where: str, response: requests.Response, context: dict[str, Any]) -> JobylonError:
-        status = response.status_code
-        answer = _truncate(response.text)
-        details = {**context, "http_status": status, "response": answer}
+    def _keep(self, text: str) -> str:
+        """What is kept of an answer: secrets masked, then cut to RESPONSE_KEEP characters."""
+        return self._redactor.truncate(text, RESPONSE_KEEP)
+
+    def _error(self, where: str, url: str, answer: Answer, context: dict[str, Any]) -> JobylonError:
+        status = answer.status
+        text = self._keep(answer.text)
+        details = {**context, "http_status": status, "response": text}
+        if 300 <= status < 400:
+            # Never followed: the app key would go wherever Location points. The place is named
+            # without user info, query string or fragment (they may carry tokens).
+            place = _place(url, answer.headers.get("Location"))
+            return PermanentError(f"{where}: {status}, Jobylon redirects to {self._redactor.text(place)}; redirects are not followed", **details)
         if status in (401, 403):
-            return AuthError(f"{where}: {status}, Jobylon refused the credentials or the permission: {answer}", **details)
+            return AuthError(f"{where}: {status}, Jobylon refused the credentials or the permission: {text}", **details)
         if status == 404:
             return NotFoundError(f"{where}: 404, event not found in Jobylon", **details)
         if status in SAFE_TO_REPEAT_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
             return TransientError(f"{where}: {status}, Jobylon asks to try later", retry_after=retry_after, **details)
         if status >= 500 or status == 408:
             if context["method"] == "POST":
                 return InDoubtError(f"{where}: {status} after the request was sent; the event may or may not exist", **details)
             return TransientError(f"{where}: {status} from Jobylon", **details)
-        return PermanentError(f"{where}: {status}, Jobylon refused the request: {answer}", **details)
+        return PermanentError(f"{where}: {status}, Jobylon refused the request: {text}", **details)
