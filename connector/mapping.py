@@ -16,7 +16,8 @@ import jmespath
 import jmespath.exceptions
 
 from connector.config import CANONICAL_FIELDS, MappingConfig
-from connector.model import BrokenItem, FieldError, Interview, InvalidItem, build_interview, payload_hash
+from connector.model import BrokenItem, FieldError, Interview, InvalidItem, payload_hash
+from connector.validation import build_interview
 
 _PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _PLAIN_PATH = re.compile(rf"^{_PATH}$")

@@ -1,36 +1,22 @@
-"""The canonical Interview, its validation against Jobylon's rules, and the exact payloads sent. Pure.
+"""The canonical Interview and the exact payloads and hashes sent to Jobylon. Pure, no I/O.
 
-Time rules:
-- `start` offset-aware is converted to the item's timezone; `start` without an offset is local wall
-  time in the item's timezone.
-- A local time that does not exist (the spring DST gap) makes the item invalid.
-- An ambiguous local time (the autumn hour that happens twice) means its *first* occurrence
-  (`fold=0`, still summer time). Jobylon receives wall time plus zone, so this only decides the UTC
-  instant we record locally (for "has this event ended").
+Validation of raw values into an Interview lives in `connector.validation`. The two hashes are part
+of the state format (stored in every user's database): see `mutable_hash` and `fixed_hash`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 START_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 UPDATE_FIELDS = ("title", "description", "duration", "start_time", "timezone")
 FIXED_FIELDS = ("organizer", "participants", "location", "videoconferencing")
-MIN_DURATION, MAX_DURATION = 1, 480
-MAX_TITLE = 500
-MAX_TEXT = 65_535
-MAX_REMOTE_ID = 255
-MIN_YEAR, MAX_YEAR = 1970, 2100
-EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -100,9 +86,23 @@ class Interview:
         set_ = object.__setattr__
         set_(self, "start_time", start_time)
         set_(self, "ends_at_utc", self.start.astimezone(UTC) + timedelta(minutes=self.duration_minutes))
-        # Same tuples as mutable_hash(payload) / fixed_hash(payload), without building the payload.
-        set_(self, "mutable_hash", _digest(repr((self.title, self.description, self.duration_minutes, start_time, self.timezone))))
-        set_(self, "fixed_hash", _digest(repr((self.organizer_email, list(self.application_ids), self.location, self.videoconferencing))))
+        # The payload's values, passed straight to the functions mutable_hash(payload) / fixed_hash(payload)
+        # use, without building the payload dict.
+        set_(
+            self,
+            "mutable_hash",
+            _mutable_digest(title=self.title, description=self.description, duration=self.duration_minutes, start_time=start_time, timezone=self.timezone),
+        )
+        set_(
+            self,
+            "fixed_hash",
+            _fixed_digest(
+                organizer=self.organizer_email,
+                participants=list(self.application_ids),
+                location=self.location,
+                videoconferencing=self.videoconferencing,
+            ),
+        )
 
     @property
     def starts_at_utc(self) -> datetime:
@@ -147,279 +147,35 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+# The one definition of each hash, called by Interview (from its attributes) and by the functions below
+# (from a stored payload): `connector resolve` compares the two. Keyword names are the payload keys, in
+# UPDATE_FIELDS / FIXED_FIELDS order. The values are in users' databases: changing the text hashed needs a
+# migration that rehashes the stored payloads (docs/design.md section 7).
+def _mutable_digest(*, title: Any, description: Any, duration: Any, start_time: Any, timezone: Any) -> str:
+    return _digest(repr((title, description, duration, start_time, timezone)))
+
+
+def _fixed_digest(*, organizer: Any, participants: Any, location: Any, videoconferencing: Any) -> str:
+    return _digest(repr((organizer, participants, location, videoconferencing)))
+
+
 def mutable_hash(payload: dict[str, Any]) -> str:
-    """Hash of the fields PUT can change, from a create or update body."""
-    return _digest(repr(tuple(payload.get(name) for name in UPDATE_FIELDS)))
+    """Hash of the fields PUT can change, from a create or update body (a missing field counts as None)."""
+    return _mutable_digest(**{name: payload.get(name) for name in UPDATE_FIELDS})
 
 
 def fixed_hash(payload: dict[str, Any]) -> str:
-    """Hash of the fields only a recreate can change, from a create body."""
-    return _digest(repr(tuple(payload.get(name) for name in FIXED_FIELDS)))
+    """Hash of the fields only a recreate can change, from a create body (a missing field counts as None)."""
+    return _fixed_digest(**{name: payload.get(name) for name in FIXED_FIELDS})
 
 
 def payload_hash(data: Any) -> str:
+    """Hash of any JSON-able value, key order ignored (the content hash of an invalid item)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return _digest(text)
 
 
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo of an IANA name, cached (every interview needs its zone)."""
     return ZoneInfo(name)
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[FieldError] = []
-
-    def add(self, name: str, message: str) -> None:
-        self.items.append(FieldError(name, message))
-
-
-def build_interview(values: dict[str, Any], index: int = 0) -> Interview | InvalidItem:
-    """Validate raw canonical values (already extracted by the mapping) into an Interview, or an
-    InvalidItem naming every failing field."""
-    errors = _Errors()
-    remote_id = _remote_id(values.get("remote_id"), errors)
-    title = _text(values.get("title"), "title", errors, required=True, max_len=MAX_TITLE, single_line=True)
-    description = _text(values.get("description"), "description", errors, required=True, max_len=MAX_TEXT)
-    tz_name = _timezone(values.get("timezone"), errors)
-    tz = zone(tz_name) if tz_name else None
-    start = _start(values.get("start"), tz, errors)
-    duration = _duration(values, start, tz, errors)
-    organizer = _email(values.get("organizer_email"), errors)
-    application_ids = _application_ids(values.get("application_ids"), errors)
-    location = _text(values.get("location"), "location", errors, required=False, max_len=MAX_TITLE, single_line=True)
-    video = _optional_bool(values.get("videoconferencing"), "videoconferencing", errors)
-    cancelled = _optional_bool(values.get("cancelled"), "cancelled", errors) or False
-    updated_at = _updated_at(values.get("updated_at"), errors)
-    if errors.items:
-        return InvalidItem(remote_id, index, tuple(errors.items), content_hash=payload_hash(values))
-    assert remote_id is not None and title is not None and description is not None  # for the type checker
-    assert start is not None and duration is not None and tz_name and organizer and application_ids
-    return Interview(
-        remote_id=remote_id,
-        title=title,
-        description=description,
-        start=start,
-        duration_minutes=duration,
-        timezone=tz_name,
-        organizer_email=organizer,
-        application_ids=application_ids,
-        location=location,
-        videoconferencing=video,
-        cancelled=cancelled,
-        updated_at=updated_at,
-    )
-
-
-def _describe(value: Any) -> str:
-    return "boolean" if isinstance(value, bool) else type(value).__name__
-
-
-def _remote_id(value: Any, errors: _Errors) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        errors.add("remote_id", "missing" if value is None else f"expected a string or integer, got {_describe(value)}")
-        return None
-    text = str(value).strip()
-    if not text:
-        errors.add("remote_id", "must not be empty")
-        return None
-    if len(text) > MAX_REMOTE_ID:
-        errors.add("remote_id", f"longer than {MAX_REMOTE_ID} characters")
-        return None
-    if CONTROL_RE.search(text):
-        errors.add("remote_id", "contains control characters")
-        return None
-    return text
-
-
-def _text(value: Any, name: str, errors: _Errors, *, required: bool, max_len: int, single_line: bool = False) -> str | None:
-    if value is None:
-        if required:
-            errors.add(name, "missing")
-        return None
-    if not isinstance(value, str):
-        errors.add(name, f"expected a string, got {_describe(value)}")
-        return None
-    if required and name == "title" and not value.strip():
-        errors.add(name, "must not be empty")
-        return None
-    if len(value) > max_len:
-        errors.add(name, f"longer than {max_len} characters ({len(value)})")
-        return None
-    if (CONTROL_RE if single_line else TEXT_CONTROL_RE).search(value):
-        what = "control characters or line breaks" if single_line else "control characters"
-        errors.add(name, f"contains {what}")
-        return None
-    return value
-
-
-def _timezone(value: Any, errors: _Errors) -> str | None:
-    if not isinstance(value, str) or not value:
-        errors.add("timezone", "missing" if value is None else f"expected an IANA zone name, got {_describe(value)}")
-        return None
-    try:
-        zone(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        shown = value if len(value) <= 64 and not CONTROL_RE.search(value) else value[:64].encode("unicode_escape").decode() + "..."
-        errors.add("timezone", f"unknown IANA time zone {shown!r}")
-        return None
-    return value
-
-
-def _parse_datetime(value: Any, name: str, errors: _Errors) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        errors.add(name, "missing" if value is None else f"expected an ISO 8601 date-time, got {_describe(value)}")
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            errors.add(name, "timestamp out of range")
-            return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        errors.add(name, "not an ISO 8601 date-time (e.g. 2026-03-01T09:30:00+01:00)")
-        return None
-    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
-        errors.add(name, f"year {parsed.year} is outside {MIN_YEAR}..{MAX_YEAR}")
-        return None
-    return parsed
-
-
-def localize(wall: datetime, tz: ZoneInfo) -> datetime | None:
-    """Attach `tz` to a naive wall time; None if that wall time does not exist (DST gap).
-    Ambiguous times take their first occurrence (fold=0)."""
-    aware = wall.replace(tzinfo=tz, fold=0)
-    if aware.utcoffset() == wall.replace(tzinfo=tz, fold=1).utcoffset():
-        return aware  # the common case: neither in a gap nor in an overlap
-    round_trip = aware.astimezone(UTC).astimezone(tz)
-    if round_trip.replace(tzinfo=None) != wall:
-        return None
-    return aware
-
-
-def _aware(value: Any, name: str, tz: ZoneInfo | None, errors: _Errors) -> datetime | None:
-    parsed = _parse_datetime(value, name, errors)
-    if parsed is None:
-        return None
-    if parsed.tzinfo is not None:
-        return parsed
-    if tz is None:
-        return None  # the timezone error is already reported
-    aware = localize(parsed, tz)
-    if aware is None:
-        errors.add(name, f"local time {parsed.isoformat()} does not exist in {tz.key} (skipped by a daylight-saving change)")
-    return aware
-
-
-def _start(value: Any, tz: ZoneInfo | None, errors: _Errors) -> datetime | None:
-    start = _aware(value, "start", tz, errors)
-    if start is not None and start.microsecond:
-        start = start.replace(microsecond=0)
-    return start
-
-
-def _duration(values: dict[str, Any], start: datetime | None, tz: ZoneInfo | None, errors: _Errors) -> int | None:
-    raw_duration = values.get("duration_minutes")
-    raw_end = values.get("end")
-    if raw_duration is not None:
-        name = "duration_minutes"
-        if isinstance(raw_duration, bool):
-            errors.add(name, "expected an integer number of minutes, got boolean")
-            return None
-        if isinstance(raw_duration, str) and re.fullmatch(r"\s*-?\d+\s*", raw_duration):
-            raw_duration = int(raw_duration)
-        if isinstance(raw_duration, float) and raw_duration.is_integer():
-            raw_duration = int(raw_duration)
-        if not isinstance(raw_duration, int):
-            errors.add(name, f"expected an integer number of minutes, got {_describe(raw_duration)}")
-            return None
-        minutes = raw_duration
-    elif raw_end is not None:
-        name = "end"
-        end = _aware(raw_end, "end", tz, errors)
-        if end is None or start is None:
-            return None
-        seconds = (end - start).total_seconds()
-        if seconds <= 0:
-            errors.add("end", "is not after start")
-            return None
-        if seconds % 60:
-            errors.add("end", "is not a whole number of minutes after start")
-            return None
-        minutes = int(seconds // 60)
-    else:
-        errors.add("end", "missing: map `end` or `duration_minutes`")
-        return None
-    if not MIN_DURATION <= minutes <= MAX_DURATION:
-        errors.add(name, f"duration must be {MIN_DURATION}..{MAX_DURATION} minutes, got {minutes}")
-        return None
-    return minutes
-
-
-@lru_cache(maxsize=4096)
-def _email_ok(email: str) -> bool:
-    return len(email) <= 254 and len(email.partition("@")[0]) <= 64 and EMAIL_RE.match(email) is not None
-
-
-def _email(value: Any, errors: _Errors) -> str | None:
-    if not isinstance(value, str):
-        errors.add("organizer_email", "missing" if value is None else f"expected an email address, got {_describe(value)}")
-        return None
-    email = value.strip()
-    if not _email_ok(email):
-        shown = email if len(email) <= 80 and not CONTROL_RE.search(email) else email[:80].encode("unicode_escape").decode() + "..."
-        errors.add("organizer_email", f"not a well-formed email address: {shown!r}")
-        return None
-    return email
-
-
-def _application_ids(value: Any, errors: _Errors) -> tuple[int, ...] | None:
-    name = "application_ids"
-    if value is None:
-        errors.add(name, "missing")
-        return None
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list):
-        errors.add(name, f"expected a list of integer application ids, got {_describe(value)}")
-        return None
-    ids: set[int] = set()
-    for position, item in enumerate(value):
-        if isinstance(item, str) and item.strip().isdigit():
-            item = int(item)
-        if isinstance(item, bool) or not isinstance(item, int):
-            errors.add(name, f"item {position}: expected an integer application id, got {_describe(item)}")
-            return None
-        if item <= 0:
-            errors.add(name, f"item {position}: application id must be positive, got {item}")
-            return None
-        ids.add(item)
-    if not ids:
-        errors.add(name, "must hold at least one application id")
-        return None
-    return tuple(sorted(ids))
-
-
-def _optional_bool(value: Any, name: str, errors: _Errors) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    errors.add(name, f"expected true or false, got {_describe(value)}")
-    return None
-
-
-def _updated_at(value: Any, errors: _Errors) -> datetime | None:
-    if value is None or value == "":
-        return None
-    parsed = _parse_datetime(value, "updated_at", errors)
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed

@@ -1,10 +1,14 @@
-"""Validation and payload building of the canonical Interview."""
+"""The canonical Interview: validation into it, its payloads, and its hashes (part of the state format)."""
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from connector.model import Interview, InvalidItem, build_interview
+from connector.model import FieldError, Interview, InvalidItem, fixed_hash, mutable_hash, payload_hash
+from connector.validation import build_interview
 
 VALID = {
     "remote_id": "R1",
@@ -105,3 +109,63 @@ def test_hashes_separate_updatable_from_fixed_fields():
     recast = build(application_ids=[1001, 1003])
     assert base.fixed_hash == moved.fixed_hash and base.mutable_hash != moved.mutable_hash
     assert base.mutable_hash == recast.mutable_hash and base.fixed_hash != recast.fixed_hash
+
+
+# -- the hashes: part of the state format ----------------------------------------------------
+
+
+def test_hash_values_are_the_ones_stored_in_users_databases():
+    """Computed before the two hash definitions were merged into one (and by every release before):
+    a change here makes every stored mapping look changed, see docs/design.md section 7."""
+    interview = build(location="Room 1", videoconferencing=True)
+    assert interview.mutable_hash == "34324e78a3138449c894c153cb58b9f4"
+    assert interview.fixed_hash == "5738dd9e49e87fd6e3acfb37874cee5a"
+    assert interview.content_hash == "0ddbb8b006a8704406f0de5c43b16eb3"
+    assert build(location="Room 1", videoconferencing=True, cancelled=True).content_hash == "2649e81af75b4aa17204cecb5226cade"
+    plain = build()
+    assert plain.mutable_hash == "34324e78a3138449c894c153cb58b9f4"
+    assert plain.fixed_hash == "439f50108fc2f3dcb8185d5cc75af57b"
+    assert plain.content_hash == "b7af18636e09c43f240b27c0801ad743"
+    assert mutable_hash(interview.payload) == "34324e78a3138449c894c153cb58b9f4"
+    assert fixed_hash(interview.payload) == "5738dd9e49e87fd6e3acfb37874cee5a"
+    # A missing field counts as None: an update body has none of the fixed fields.
+    assert fixed_hash(interview.update_payload) == "026ede774cd5d5456bd642ded9cec11c"
+    assert mutable_hash({}) == "534f70c72c0e95311efe30626dcd82cd"
+    assert payload_hash({"b": 1, "a": [1, "é"]}) == "707cb3f912e0644a69b038aaf21c41a4" == payload_hash({"a": [1, "é"], "b": 1})
+
+
+ZONES = ["Europe/Stockholm", "America/New_York", "Asia/Kolkata", "UTC"]
+interviews = st.builds(
+    Interview,
+    remote_id=st.text(min_size=1, max_size=10),
+    title=st.text(max_size=20),
+    description=st.text(max_size=40),
+    start=st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2100, 12, 30),
+        timezones=st.sampled_from([UTC, ZoneInfo("Europe/Stockholm"), ZoneInfo("Pacific/Chatham")]),
+    ),
+    duration_minutes=st.integers(1, 480),
+    timezone=st.sampled_from(ZONES),
+    organizer_email=st.text(max_size=20),
+    application_ids=st.lists(st.integers(1, 10**12), min_size=1, max_size=4).map(lambda ids: tuple(sorted(set(ids)))),
+    location=st.one_of(st.none(), st.text(max_size=20)),
+    videoconferencing=st.one_of(st.none(), st.booleans()),
+    cancelled=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(interview=interviews)
+def test_interview_hashes_agree_with_the_payload_hash_functions(interview):
+    """`connector resolve` and the stored payloads hash with the functions, the plan with the
+    attributes: the two must agree for every interview."""
+    assert interview.fixed_hash == fixed_hash(interview.payload)
+    assert interview.mutable_hash == mutable_hash(interview.payload) == mutable_hash(interview.update_payload)
+
+
+def test_invalid_item_label_and_message():
+    errors = (FieldError("title", "missing"), FieldError("timezone", "unknown IANA time zone 'X'"))
+    assert InvalidItem("R7", 3, errors).label == "R7"
+    assert InvalidItem(None, 3, errors).label == "<item #3>"
+    assert InvalidItem(None, 3, errors).message == "title: missing; timezone: unknown IANA time zone 'X'"

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.model import Interview, build_interview
+from connector.model import Interview
 from connector.plan import Create, Delete, Invalid, Known, Policy, Recreate, Skip, Update, guard, plan
+from connector.validation import build_interview
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
