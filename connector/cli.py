@@ -56,10 +56,29 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+DEFAULT_LOCK_WAIT = 120.0
 
 
 def json_option(func: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
+
+
+def wait_option(func: Any) -> Any:
+    return click.option(
+        "--wait",
+        "wait",
+        default=DEFAULT_LOCK_WAIT,
+        show_default=True,
+        type=click.FloatRange(0),
+        help="Seconds to wait for a pass in progress (a running service's) to finish.",
+    )(func)
+
+
+def _waiting(wait: float) -> Any:
+    def tell(holder: str) -> None:
+        click.echo(f"waiting up to {wait:g} s for the pass in progress (connector process {holder}) to finish...", err=True)
+
+    return tell
 
 
 @click.group(cls=ConnectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,16 +103,24 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str | None, ver
 @click.option("--dry-run", is_flag=True, help="Plan only: show what would be sent, send nothing.")
 @click.option("--full", is_flag=True, help="Force a complete fetch (deletions by absence possible).")
 @click.option("--allow-mass-delete", is_flag=True, help="Let deletions through the mass-delete guard.")
+@click.option("--allow-mass-create", is_flag=True, help="Let a new database's first pass create more than sync.first_pass_max_creates.")
 @click.option("--only", "only", multiple=True, metavar="REMOTE_ID", help="Sync only this remote id (repeatable).")
+@wait_option
 @pass_state
-def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, only: tuple[str, ...]) -> None:
+def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, allow_mass_create: bool, only: tuple[str, ...], wait: float) -> None:
     """Run one pass: fetch, plan, send the differences, record.
 
     Exit codes: 0 ok, 1 failed items, 2 bad config, 3 a guard held deletions back, 4 credentials refused.
     """
     settings = state.settings()
-    options = PassOptions(full=True if full else None, dry_run=dry_run, allow_mass_delete=allow_mass_delete, only=frozenset(only) if only else None)
-    with open_engine(settings, lock=not dry_run) as engine:
+    options = PassOptions(
+        full=True if full else None,
+        dry_run=dry_run,
+        allow_mass_delete=allow_mass_delete,
+        allow_mass_create=allow_mass_create,
+        only=frozenset(only) if only else None,
+    )
+    with open_engine(settings, lock=not dry_run, wait=wait, on_wait=_waiting(wait)) as engine:
         result = _run_with_progress(engine, options)
     out = views.console()
     if dry_run:
@@ -188,12 +215,20 @@ def run(state: CliState) -> None:
     sys.exit(run_daemon(state.config_path, state.log_format, bool(state.verbose)))
 
 
+def failure_filters(func: Any) -> Any:
+    func = json_option(func)
+    func = click.option("--open/--all", "only_open", default=True, help="Open failures only (default), or all, resolved included.")(func)
+    return click.option("--kind", type=click.Choice(["transient", "permanent", "in_doubt"]), default=None)(func)
+
+
 @cli.group(invoke_without_command=True)
+@failure_filters
 @click.pass_context
-def failures(ctx: click.Context) -> None:
-    """The dead-letter list: what could not be synced, and why. Without a subcommand: `list`."""
+def failures(ctx: click.Context, kind: str | None, only_open: bool, as_json: bool) -> None:
+    """The dead-letter list: what could not be synced, and why. Without a subcommand: `list`
+    (`connector failures --kind transient` is `connector failures list --kind transient`)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(failures_list)
+        ctx.invoke(failures_list, kind=kind, only_open=only_open, as_json=as_json)
 
 
 def _open_store(state: CliState) -> Store:
@@ -203,12 +238,14 @@ def _open_store(state: CliState) -> Store:
 
 
 @failures.command("list")
-@click.option("--kind", type=click.Choice(["transient", "permanent", "in_doubt"]), default=None)
-@click.option("--open/--all", "only_open", default=True, help="Open failures only (default), or all, resolved included.")
-@json_option
+@failure_filters
 @pass_state
 def failures_list(state: CliState, kind: str | None = None, only_open: bool = True, as_json: bool = False) -> None:
-    """List failures: remote id, action, kind, attempts, times, HTTP status, message."""
+    """List failures: remote id, action, kind, attempts, times, HTTP status, message.
+
+    `attempts` counts the passes (and replays) that tried the item; within each, a transient error
+    is retried up to retry.attempts times before the item backs off.
+    """
     store = _open_store(state)
     try:
         rows = [oncall.failure_document(r) for r in store.failures(kind=kind, include_resolved=not only_open)]
@@ -238,6 +275,7 @@ def failures_show(state: CliState, failure_id: int, as_json: bool) -> None:
         views.print_json(document)
         return
     views.console().print(views.failure_panel(document))
+    click.echo(f"next step: {document['next_step']}")
 
 
 @cli.command()
@@ -245,40 +283,62 @@ def failures_show(state: CliState, failure_id: int, as_json: bool) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Every open failure.")
 @click.option("--kind", type=click.Choice(["transient", "permanent"]), default=None, help="Every open failure of this kind.")
 @click.option("--remote-id", "remote_ids", multiple=True, help="This remote id (repeatable).")
+@wait_option
 @pass_state
-def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind: str | None, remote_ids: tuple[str, ...]) -> None:
+def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind: str | None, remote_ids: tuple[str, ...], wait: float) -> None:
     """Re-attempt failed items now, with the latest source data; prints the outcome per item.
 
-    In-doubt creates are not replayed: decide them with `connector resolve`.
+    Works while the service runs: it waits for a pass in progress, then holds the state until done.
+    In-doubt creates are not replayed (that could make a second event): decide each with
+    `connector resolve`; while any is left the exit code is 1.
+
+    \b
+    Examples:
+      connector replay 17 18
+      connector replay --kind transient
+      connector replay --remote-id INT-1002
     """
     settings = state.settings()
     if not (failure_ids or replay_all or kind or remote_ids):
         raise click.UsageError("name failure ids, or use --all, --kind or --remote-id")
-    with open_engine(settings) as engine:
+    with open_engine(settings, wait=wait, on_wait=_waiting(wait)) as engine:
         selection = oncall.select_replay(engine.store, failure_ids=failure_ids, replay_all=replay_all, kind=kind, remote_ids=remote_ids)
-        for remote_id in selection.in_doubt:
-            click.echo(f"{remote_id}: in doubt; not replayed (use `connector resolve {remote_id} --event-id N | --recreate | --forget`)", err=True)
-        if not selection.remote_ids:
-            click.echo("nothing to replay", err=True)
-            return
-        result = engine.run_pass(PassOptions(full=True, only=selection.remote_ids, replay=True))
-    out = views.console()
-    out.print(views.replay_table(result, sorted(selection.remote_ids)))
-    sys.exit(result.exit_code)
+        result = engine.run_pass(PassOptions(full=True, only=selection.remote_ids, replay=True)) if selection.remote_ids else None
+    if result is not None:
+        views.console().print(views.replay_table(result, sorted(selection.remote_ids)))
+    elif not selection.in_doubt:
+        click.echo("nothing to replay", err=True)
+    if selection.in_doubt:
+        click.echo(
+            f"{len(selection.in_doubt)} in-doubt create(s) not replayed, each waiting for a decision: "
+            + ", ".join(selection.in_doubt)
+            + "; for each, `connector failures list --kind in_doubt`, look for the event in Jobylon, then "
+            "`connector resolve REMOTE_ID --event-id N` (it is there) or `--recreate` (it is not)",
+            err=True,
+        )
+    code = result.exit_code if result is not None else 0
+    sys.exit(code or (1 if selection.in_doubt else 0))
 
 
 @cli.command()
 @click.argument("remote_id")
-@click.option("--event-id", type=int, default=None, help="The in-doubt create did reach Jobylon as this event.")
-@click.option("--forget", is_flag=True, help="Drop the mapping; Jobylon is not touched.")
+@click.option("--event-id", type=int, default=None, help="The create did reach Jobylon as this event: map it (the next pass updates it).")
 @click.option("--recreate", is_flag=True, help="The create did not reach Jobylon: create it anew now.")
+@click.option("--forget", is_flag=True, help="Stop syncing this interview: never created, updated or deleted again; Jobylon untouched.")
+@wait_option
 @pass_state
-def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool, recreate: bool) -> None:
-    """Operator repair of one mapping, e.g. an in-doubt create. Recorded in `operations`."""
+def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool, recreate: bool, wait: float) -> None:
+    """Operator repair of one mapping, e.g. an in-doubt create. Recorded in `operations`.
+
+    None of these can make a second event: --event-id refuses an event mapped to another interview
+    or an interview mapped to another live event; --recreate refuses an interview with a live
+    event; --forget detaches the interview for good (undo: --event-id N or --recreate).
+    Works while the service runs (it waits for a pass in progress).
+    """
     if sum((event_id is not None, forget, recreate)) != 1:
-        raise click.UsageError("give exactly one of --event-id N, --forget, --recreate")
+        raise click.UsageError("give exactly one of --event-id N, --recreate, --forget")
     settings = state.settings()
-    with open_engine(settings) as engine:
+    with open_engine(settings, wait=wait, on_wait=_waiting(wait)) as engine:
         if event_id is not None:
             click.echo(oncall.resolve_with_event(engine.store, remote_id, event_id))
         elif forget:

@@ -254,6 +254,7 @@ class SyncConfig(Section):
     on_missing_in_jobylon: Literal["recreate", "forget"] = "recreate"
     max_deletes: int = Field(50, ge=0)
     max_delete_fraction: float = Field(0.2, ge=0, le=1)
+    first_pass_max_creates: int | None = Field(None, ge=0)  # None: no limit on a new database's first pass
 
 
 class RetryConfig(Section):

@@ -27,7 +27,7 @@ from connector.alerts import Alerter, Observation
 from connector.clock import iso, parse_iso
 from connector.config import Settings, load_settings
 from connector.engine import Engine, PassOptions, build_redactor
-from connector.errors import ConfigError
+from connector.errors import ConfigError, LockedError
 from connector.executor import CrashPoint
 from connector.logs import setup_logging
 from connector.metrics import Metrics, MetricsServer
@@ -36,6 +36,7 @@ from connector.store import ProcessLock, Store
 
 log = logging.getLogger("connector.daemon")
 SHUTDOWN_GRACE_SECONDS = 60
+PASS_LOCK_WAIT_SECONDS = 3600  # an on-call command's replay or repair; a stop signal ends the wait
 
 
 def make_trigger(settings: Settings) -> BaseTrigger:
@@ -60,9 +61,12 @@ class Daemon:
         self.log_format = log_format
         self.verbose = verbose
         self.store = Store(settings.state.path, redactor=build_redactor(settings))
-        self.lock = ProcessLock(self.store.path)
+        # One service per database, for its lifetime; the pass lock only while a pass runs, so
+        # on-call commands can replay and repair between passes with the service up.
+        self.service_lock = ProcessLock(self.store.path, ".service.lock", what="served by connector process")
+        self.pass_lock = ProcessLock(self.store.path)
         try:
-            self.lock.acquire()
+            self.service_lock.acquire()
         except BaseException:
             self.store.close()
             raise
@@ -123,7 +127,7 @@ class Daemon:
         self.store.set_meta("next_run_at", None)
         self.store.set_meta("heartbeat_at", None)
         self.engine.close()
-        self.lock.release()
+        self.service_lock.release()
         self.store.close()
         log.info("stopped")
 
@@ -178,7 +182,11 @@ class Daemon:
         result: PassResult | None = None
         error = None
         try:
-            result = self.engine.run_pass(PassOptions())
+            with self.pass_lock.held_for(wait=PASS_LOCK_WAIT_SECONDS, on_wait=self._waiting_for, give_up=self._stopping.is_set):
+                result = self.engine.run_pass(PassOptions())
+        except LockedError as exc:
+            log.warning("poll skipped: %s; the next poll tries again", exc)
+            return
         except Exception as exc:  # recorded as a failed run by the engine; the service goes on
             error = f"{type(exc).__name__}: {exc}"
             log.error("pass raised: %s", error)
@@ -186,6 +194,10 @@ class Daemon:
             self._after_pass(result, time.monotonic() - started, error)
         except Exception:
             log.exception("could not record metrics, alerts or heartbeat after the pass")
+
+    @staticmethod
+    def _waiting_for(holder: str) -> None:
+        log.info("waiting for connector process %s (an on-call command) to finish with the state", holder)
 
     def _after_pass(self, result: PassResult | None, seconds: float, error: str | None) -> None:
         failures = self.store.count_open_failures()

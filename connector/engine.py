@@ -36,6 +36,7 @@ class PassOptions:
     full: bool | None = None  # None: every sync.full_every-th poll is complete
     dry_run: bool = False
     allow_mass_delete: bool = False
+    allow_mass_create: bool = False  # past sync.first_pass_max_creates
     only: frozenset[str] | None = None  # restrict the pass to these remote ids
     replay: bool = False  # with `only`: ignore backoff and parking for those ids
 
@@ -114,7 +115,10 @@ class Engine:
         self.executor.reset()
         started = self.clock()
         run_id = None
+        first_pass = False
         if not options.dry_run:
+            if self.store.close_unfinished_runs(started, outcome="interrupted", error="the connector stopped before this pass finished"):
+                log.warning("closed the run record of a pass whose process stopped before it finished")
             for intent, how in settle_orphaned_intents(self.store, started):
                 log.warning(
                     "settled an unfinished %s of %s left by a stopped process: %s",
@@ -123,13 +127,14 @@ class Engine:
                     "now in doubt" if how == "in_doubt" else "will be repeated",
                     extra={"remote_id": intent.remote_id, "action": intent.action, "outcome": how},
                 )
+            first_pass = self.store.is_new() and options.only is None
             run_id = self.store.start_run(started)
         complete = False
         try:
             complete, since = self._fetch_mode(options)
             fetched = self.source.fetch(since=since)
             complete = fetched.complete
-            return self._plan_and_execute(run_id, fetched.items, complete, options, started)
+            return self._plan_and_execute(run_id, fetched.items, complete, options, started, first_pass)
         except SourceError as exc:
             return self._finish(run_id, "source_error", complete, started, Plan(), error=str(exc))
         except StateError as exc:  # the state file failed mid-pass: what was in flight is settled at the next start
@@ -167,7 +172,22 @@ class Engine:
         # an incremental fetch plans nothing for ids it did not bring: read only its own
         return self.store.known([d.remote_id for d in interviews] + [i.remote_id for i in invalid if i.remote_id is not None])
 
-    def _plan_and_execute(self, run_id: int | None, items: list[Any], complete: bool, options: PassOptions, started: datetime) -> PassResult:
+    def _first_pass(self, run_id: int, creates: int, options: PassOptions) -> tuple[str, str | None]:
+        """A new database's first pass says so plainly, so a wrong state.path is seen at once; with
+        sync.first_pass_max_creates, too many creates are held back. (note, refusal or None)"""
+        note = f"first pass on a new state database at {self.store.path}: {creates} creates"
+        log.warning(note, extra={"run_id": run_id})
+        limit = self.settings.sync.first_pass_max_creates
+        if limit is None or creates <= limit or options.allow_mass_create:
+            return note, None
+        return note, (
+            f"{note}, above sync.first_pass_max_creates = {limit}; creates held back. If {self.store.path} is the right "
+            "database, run `connector sync --allow-mass-create`; if not, fix state.path"
+        )
+
+    def _plan_and_execute(
+        self, run_id: int | None, items: list[Any], complete: bool, options: PassOptions, started: datetime, first_pass: bool = False
+    ) -> PassResult:
         fetched_count = len(items)
         mapped = self.mapper.map_all(drain(items))
         interviews, invalid = mapped.interviews, mapped.invalid
@@ -205,6 +225,13 @@ class Engine:
             held_back = planned.deletes
             actions = [a for a in actions if not (isinstance(a, Delete) and a.event_id is not None)]
             log.error("guard: %s; deletions held back (rerun with --allow-mass-delete if intended)", refusal, extra={"run_id": run_id})
+        note = refused_creates = None
+        creates = planned.count("create")
+        if first_pass and creates:
+            note, refused_creates = self._first_pass(run_id, creates, options)
+            if refused_creates:
+                actions = [a for a in actions if a.name != "create"]
+                log.error("guard: %s", refused_creates, extra={"run_id": run_id})
         results = self.executor.record_without_call(run_id, actions, now)
         self._resolve_fixed_items(interviews, invalid, complete and options.only is None, now)
         calls = [a for a in actions if needs_call(a)]
@@ -212,11 +239,11 @@ class Engine:
             self.on_planned(len(calls))
         results += self.executor.run_all(run_id, calls)  # type: ignore[arg-type]  # needs_call narrows to calls
         counts = result_counts(planned, results)
-        counts["held_back"] = len(held_back)
-        outcome = pass_outcome(self.executor.stop_reason, bool(held_back), counts)
+        counts["held_back"] = len(held_back) + (creates if refused_creates else 0)
+        outcome = pass_outcome(self.executor.stop_reason, counts["held_back"] > 0, counts)
         self._advance_cursor(interviews, complete, outcome)
-        error = refusal if held_back else self.executor.stop_detail
-        return self._finish(run_id, outcome, complete, started, planned, results=results, counts=counts, error=error, fetched=fetched_count)
+        error = "; ".join(e for e in (refusal if held_back else None, refused_creates) if e) or self.executor.stop_detail
+        return self._finish(run_id, outcome, complete, started, planned, results=results, counts=counts, error=error, fetched=fetched_count, note=note)
 
     def _resolve_fixed_items(self, interviews: list[Interview], invalid: list[InvalidItem], complete: bool, now: datetime) -> None:
         """Close `map` failures of items that map again, even when nothing needs sending; after a
@@ -255,6 +282,7 @@ class Engine:
         counts: dict[str, int] | None = None,
         error: str | None = None,
         fetched: int = 0,
+        note: str | None = None,
     ) -> PassResult:
         counts = counts or empty_counts()
         finished = self.clock()
@@ -271,6 +299,7 @@ class Engine:
                 started_at=started,
                 finished_at=finished,
                 mark_complete_fetch=complete and is_success(outcome),
+                note=note,
             )
         summary = " ".join(f"{k}={v}" for k, v in counts.items() if v)
         log.log(
@@ -287,16 +316,24 @@ class Engine:
 
 
 @contextmanager
-def open_engine(settings: Settings, *, lock: bool = True, **kwargs: Any) -> Iterator[Engine]:
-    """The store (with the process lock, unless only reading) and an engine over it, closed after.
-    The crash-test hook comes from the environment here, at the edge, unless given. A read-only
-    use (`lock=False`: plan, check) never creates a database."""
+def open_engine(
+    settings: Settings,
+    *,
+    lock: bool = True,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> Iterator[Engine]:
+    """The store and an engine over it, closed after. With `lock`, the pass lock is held throughout,
+    waiting up to `wait` seconds for a pass in progress (a running service's); without it (plan,
+    a dry run) nothing is written and a missing database is an error, never a new one. The
+    crash-test hook comes from the environment here, at the edge, unless given."""
     redactor = build_redactor(settings)
     store = Store(settings.state.path, redactor=redactor, create=lock)
-    process_lock = ProcessLock(store.path)
+    pass_lock = ProcessLock(store.path)
     try:
         if lock:
-            process_lock.acquire()
+            pass_lock.acquire(wait=wait, on_wait=on_wait)
         kwargs.setdefault("crash_point", CrashPoint.from_env())
         engine = Engine(settings, store, redactor=redactor, **kwargs)
         try:
@@ -304,5 +341,5 @@ def open_engine(settings: Settings, *, lock: bool = True, **kwargs: Any) -> Iter
         finally:
             engine.close()
     finally:
-        process_lock.release()
+        pass_lock.release()
         store.close()

@@ -4,7 +4,7 @@
      +-- UserError                 shown as one line, without traceback
      |    +-- ConfigError          exit 2: a wrong, missing or unknown config key; the service stays down
      |    +-- SourceError          the partner's system could not be read (the pass changes nothing)
-     |    +-- LockedError          another connector process holds the state database
+     |    +-- LockedError          exit 6: another connector process holds the state database
      |    +-- StateError           exit 5: the state database cannot be read or written (damaged,
      |                             missing, read-only, disk full, not a file); nothing is sent
      +-- JobylonError              one call to Jobylon failed; carries method, event id, HTTP status, answer
@@ -38,6 +38,7 @@ class ExitCode(IntEnum):
     GUARD = 3  # a safety guard held changes back
     AUTH = 4  # Jobylon refused the credentials
     STATE = 5  # the state database cannot be used; nothing was sent after the problem began
+    LOCKED = 6  # another connector process held the state database for longer than the wait
 
 
 class ConnectorError(Exception):
@@ -59,7 +60,7 @@ class SourceError(UserError):
 
 
 class LockedError(UserError):
-    pass
+    exit_code = ExitCode.LOCKED
 
 
 class StateError(UserError):

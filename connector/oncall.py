@@ -13,7 +13,7 @@ from connector.model import fixed_hash
 from connector.store import FailureRow, Store
 
 FAILURE_COLUMNS = ("id", "remote_id", "action", "kind", "http_status", "message", "attempts", "first_at", "last_at", "next_attempt_at", "resolved_at")
-RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")
+RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error", "note")
 
 
 def failure_document(row: FailureRow, *, detail: bool = False) -> dict[str, Any]:
@@ -22,7 +22,22 @@ def failure_document(row: FailureRow, *, detail: bool = False) -> dict[str, Any]
     if detail:
         document["request"] = row.request_data
         document["response"] = row.response
+        document["next_step"] = next_step(row)
     return document
+
+
+def next_step(row: FailureRow) -> str:
+    """What the person on call does about this failure."""
+    if row.resolved_at:
+        return "nothing: resolved"
+    if row.kind == "in_doubt":
+        return (
+            "look in Jobylon for an event matching the request above; if it is there, "
+            f"`connector resolve {row.remote_id} --event-id N`; if not, `connector resolve {row.remote_id} --recreate`"
+        )
+    if row.kind == "permanent":
+        return f"fix the interview at the source (a change is tried at the next poll), or try again now with `connector replay {row.id}`"
+    return f"none needed: tried again automatically after {row.next_attempt_at or 'the next poll'}; to try now, `connector replay {row.id}`"
 
 
 def status_document(store: Store, limit: int = 10, *, heartbeat_fresh: bool) -> dict[str, Any]:
@@ -67,6 +82,11 @@ def resolve_with_event(store: Store, remote_id: str, event_id: int) -> str:
     row = store.event(remote_id)
     if row is None:
         raise UserError(f"{remote_id}: not in the state database")
+    if row.live and row.event_id != event_id:
+        raise UserError(f"{remote_id}: mapped to live event {row.event_id}; --event-id applies to an interview without one (in doubt, failed, detached)")
+    other = store.remote_id_for_event(event_id)
+    if other is not None and other != remote_id:
+        raise UserError(f"event {event_id} is already mapped to {other}; one event cannot serve two interviews")
     request = store.last_request(remote_id) or row.payload_data
     store.map_to_event(
         remote_id, event_id, fixed_hash(request) if request else None, utcnow(), message=f"operator: the create reached Jobylon as event {event_id}"
@@ -75,9 +95,15 @@ def resolve_with_event(store: Store, remote_id: str, event_id: int) -> str:
 
 
 def forget(store: Store, remote_id: str) -> str:
-    """Drop the mapping; Jobylon is not touched."""
-    store.drop_mapping(remote_id, utcnow(), message="operator: mapping dropped, Jobylon untouched")
-    return f"{remote_id}: mapping dropped; Jobylon untouched"
+    """Take the interview out of sync for good: no pass creates, updates or deletes it again, so
+    forgetting can never lead to a second event. Jobylon is not touched. `resolve --event-id` or
+    `--recreate` brings it back."""
+    row = store.event(remote_id)
+    if row is None:
+        raise UserError(f"{remote_id}: not in the state database (nothing to forget)")
+    store.detach(remote_id, utcnow(), message="operator: detached; never synced again, Jobylon untouched")
+    event = f"; its event {row.event_id} stays in Jobylon as it is" if row.event_id is not None else ""
+    return f"{remote_id}: detached, never synced again{event}; undo with `connector resolve {remote_id} --event-id N` or `--recreate`"
 
 
 def prepare_recreate(store: Store, remote_id: str) -> None:

@@ -3,6 +3,7 @@
 Decision table for a desired interview `d` and what we know of it, `k` (first match wins):
 
     d invalid                                  -> Invalid (its mapped event is left alone)
+    k detached (resolve --forget)              -> nothing, ever: an operator took it out of sync
     k in_doubt                                 -> Skip: an operator must resolve it first
     k open failure, parked or backing off      -> Skip until the backoff ends / the content changes
     d ended                                    -> Skip: ended events are left alone
@@ -26,7 +27,7 @@ from typing import Literal
 
 from connector.model import Interview, InvalidItem
 
-EventStatus = Literal["synced", "pending", "in_doubt", "failed", "deleted"]
+EventStatus = Literal["synced", "pending", "in_doubt", "failed", "deleted", "detached"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ def plan(
         result.deletions_held_back = f"{unidentified} item(s) in the fetch had no readable remote id"
         return result
     for remote_id, k in known.items():
-        if remote_id in seen or k.status == "deleted":
+        if remote_id in seen or k.status in ("deleted", "detached"):
             continue
         if k.status == "in_doubt":
             result.actions.append(Skip(remote_id, k.event_id, "in doubt and absent from the source: resolve it"))
@@ -188,6 +189,8 @@ def plan(
 
 
 def _decide(d: Interview, k: Known | None, now: datetime, policy: Policy) -> Action | None:
+    if k is not None and k.status == "detached":
+        return None
     event_id = k.event_id if k is not None and k.status != "deleted" else None
     if k is not None and k.status == "in_doubt":
         return Skip(d.remote_id, k.event_id, "create in doubt: resolve it (connector resolve)")

@@ -174,13 +174,14 @@ def test_invalid_config_refuses_to_start(tmp_path):
     assert result.returncode == 2 and "jobylon.app_key: required key is missing" in result.stderr
 
 
-def test_second_process_on_the_same_database_is_refused(daemon_harness):
+def test_second_service_on_the_same_database_is_refused_with_its_own_code(daemon_harness):
     h = daemon_harness
     h.write([item("A")])
     d = h.start_daemon()
     wait_for(lambda: len(h.jobylon_events()) == 1, what="first sync")
-    result = subprocess.run([sys.executable, "-m", "connector", "--config", str(d.config), "sync"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1 and "is in use by connector process" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "connector", "--config", str(d.config), "run"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 6 and "is served by connector process" in result.stderr
+    assert d.proc.poll() is None, "the first service keeps running"
     assert d.stop() == 0
 
 

@@ -94,7 +94,9 @@ def test_resolve_recreate_and_forget(tmp_path, sandbox):
         assert result.returncode == 0, result.stderr
         assert [e["title"] for e in h.jobylon_events()] == ["Interview A"]
         result = invoke_cli("--config", str(config), "resolve", "B", "--forget")
-        assert result.returncode == 0 and h.store.event("B") is None
+        assert result.returncode == 0 and h.store.event("B").status == "detached"
+        assert run_cli("--config", str(config), "sync").returncode == 0
+        assert [e["title"] for e in h.jobylon_events()] == ["Interview A"], "a forgotten interview is never created again"
         assert invoke_cli("--config", str(config), "resolve", "A", "--recreate").returncode == 1  # live event: refused
         usage = invoke_cli("--config", str(config), "resolve", "A")
         assert usage.returncode == 2

@@ -10,8 +10,11 @@ import fcntl
 import os
 import sqlite3
 import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from connector.clock import utcnow
 from connector.errors import LockedError, StateError
@@ -83,27 +86,57 @@ def backup(conn: sqlite3.Connection, path: Path) -> Path:
 
 
 class ProcessLock:
-    """One connector process per state database: an flock on `<db>.lock`, holding the owner's pid."""
+    """One writer at a time per state database: an flock on `<db><suffix>`, holding the owner's pid.
 
-    def __init__(self, db_path: Path) -> None:
+    Two locks use it (docs/design.md §7): the *pass lock* (`.lock`), held by whoever runs a pass or
+    repairs a mapping, only while it does; and the *service lock* (`.service.lock`), held by
+    `connector run` for its lifetime so a second service on the same database refuses to start.
+    """
+
+    def __init__(self, db_path: Path, suffix: str = ".lock", *, what: str = "in use by connector process") -> None:
         self.db_path = db_path
-        self.path = db_path.with_name(db_path.name + ".lock")
+        self.path = db_path.with_name(db_path.name + suffix)
+        self.what = what
         self._handle: IO[str] | None = None
 
     @property
     def held(self) -> bool:
         return self._handle is not None
 
-    def acquire(self) -> None:
-        handle = os.fdopen(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600), "r+")
+    def holder(self) -> str:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise LockedError(
-                f"{self.db_path} is in use by connector process {holder}; stop it first (two processes would send the same calls twice)"
-            ) from None
+            return self.path.read_text().strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def acquire(
+        self,
+        *,
+        wait: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
+        give_up: Callable[[], bool] | None = None,
+        poll: float = 0.1,
+    ) -> None:
+        """Take the lock, waiting up to `wait` seconds for its holder (`on_wait` is told once who
+        that is); `give_up` ends the wait early. A lock not had in time is a LockedError."""
+        try:
+            handle = os.fdopen(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600), "r+")
+        except OSError as exc:
+            raise explain(self.db_path, exc) from None
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    handle.close()
+                    raise LockedError(f"{self.db_path} is {self.what} {self.holder()}" + (f" (waited {wait:g} s)" if wait else "")) from None
+                if on_wait is not None and not told:
+                    on_wait(self.holder())
+                    told = True
+                time.sleep(poll)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -114,3 +147,11 @@ class ProcessLock:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    @contextmanager
+    def held_for(self, **acquire: Any) -> Iterator[None]:
+        self.acquire(**acquire)
+        try:
+            yield
+        finally:
+            self.release()

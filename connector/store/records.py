@@ -80,7 +80,7 @@ class EventRow(_Row):
     @property
     def live(self) -> bool:
         """Mapped to an event that exists in Jobylon, as far as we know."""
-        return self.event_id is not None and self.status not in ("in_doubt", "deleted")
+        return self.event_id is not None and self.status not in ("in_doubt", "deleted", "detached")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class RunRow:
     counts: dict[str, int]
     duration_ms: int | None
     error: str | None
+    note: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRow:
@@ -131,6 +132,7 @@ class RunRow:
             counts=json.loads(row["counts"]) if row["counts"] else {},
             duration_ms=row["duration_ms"],
             error=row["error"],
+            note=row.get("note"),
         )
 
 

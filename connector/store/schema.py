@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 migrations = Migrations("connector")
 
 
@@ -94,3 +94,10 @@ def m001_initial(db: Database) -> None:
         pk="id",
     )
     db.table("meta").create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m002_run_notes(db: Database) -> None:
+    """runs.note: what a person should know about a pass that is not an error (a first pass on a
+    new database, how many creates it made)."""
+    db.table("runs").add_column("note", str)

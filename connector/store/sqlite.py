@@ -127,7 +127,7 @@ class Store:
 
     def count_live_events(self) -> int:
         """Mappings with an event in Jobylon."""
-        return int(self._query("SELECT count(*) AS n FROM events WHERE event_id IS NOT NULL AND status != 'deleted'")[0]["n"])
+        return int(self._query("SELECT count(*) AS n FROM events WHERE event_id IS NOT NULL AND status NOT IN ('deleted', 'detached')")[0]["n"])
 
     def event(self, remote_id: str) -> EventRow | None:
         rows = self._query("SELECT * FROM events WHERE remote_id = ?", [remote_id])
@@ -157,11 +157,12 @@ class Store:
         started_at: datetime,
         finished_at: datetime,
         mark_complete_fetch: bool = False,
+        note: str | None = None,
     ) -> None:
         """Close the run record; with `mark_complete_fetch`, also note `last_complete_fetch_at`."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET finished_at = ?, outcome = ?, counts = ?, complete_fetch = ?, duration_ms = ?, error = ? WHERE id = ?",
+                "UPDATE runs SET finished_at = ?, outcome = ?, counts = ?, complete_fetch = ?, duration_ms = ?, error = ?, note = ? WHERE id = ?",
                 [
                     iso(finished_at),
                     outcome,
@@ -169,11 +170,21 @@ class Store:
                     None if complete_fetch is None else int(complete_fetch),
                     int((finished_at - started_at).total_seconds() * 1000),
                     self.redactor.text(error) if error else None,
+                    note,
                     run_id,
                 ],
             )
             if mark_complete_fetch:
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_complete_fetch_at', ?)", [iso(finished_at)])
+
+    def close_unfinished_runs(self, now: datetime, *, outcome: str, error: str) -> int:
+        """Close run records left `running` by a process that died (the caller holds the pass lock)."""
+        with self.transaction() as db:
+            return int(db.execute("UPDATE runs SET finished_at = ?, outcome = ?, error = ? WHERE outcome = 'running'", [iso(now), outcome, error]).rowcount)
+
+    def is_new(self) -> bool:
+        """No mapping and no finished pass yet: a new installation, or a wrong state.path."""
+        return not self._query("SELECT 1 FROM events LIMIT 1") and not self._query("SELECT 1 FROM runs WHERE outcome != 'running' LIMIT 1")
 
     def runs(self, limit: int = 10) -> list[RunRow]:
         return [RunRow.from_row(r) for r in self._query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit])]
@@ -419,13 +430,18 @@ class Store:
             self._resolve_failures(db, remote_id, now)
             self._record_operation(db, None, remote_id, event_id, "resolve", message, now)
 
-    def drop_mapping(self, remote_id: str, now: datetime, *, message: str) -> None:
-        """Delete the mapping row and close its failures; Jobylon is not touched."""
+    def detach(self, remote_id: str, now: datetime, *, message: str) -> None:
+        """Status `detached` (the event id kept for the record) and its failures closed."""
         with self.transaction() as db:
             row = db.execute("SELECT event_id FROM events WHERE remote_id = ?", [remote_id]).fetchone()
-            db.execute("DELETE FROM events WHERE remote_id = ?", [remote_id])
+            db.execute("UPDATE events SET status = 'detached', last_synced_at = ? WHERE remote_id = ?", [iso(now), remote_id])
             self._resolve_failures(db, remote_id, now)
             self._record_operation(db, None, remote_id, row[0] if row else None, "forget", message, now)
+
+    def remote_id_for_event(self, event_id: int) -> str | None:
+        """The remote id mapped to this live event, if any."""
+        rows = self._query("SELECT remote_id FROM events WHERE event_id = ? AND status NOT IN ('deleted', 'in_doubt')", [event_id])
+        return rows[0]["remote_id"] if rows else None
 
     def clear_for_create(self, remote_id: str, now: datetime, *, message: str) -> None:
         """Unmap the remote id (status failed, no hashes) and close its failures: the next pass creates it."""
