@@ -1,7 +1,8 @@
 """Alerts on state changes: one message when a bad condition starts, one when it ends, none between.
 
 Conditions: the last pass failed, Jobylon refused the credentials, a guard held deletions back,
-open failures above `alerts.failures_threshold`, no successful pass for `alerts.stale_after_seconds`.
+events Jobylon refuses this partner (403 on one event), open failures above
+`alerts.failures_threshold`, no successful pass for `alerts.stale_after_seconds`.
 Which conditions hold is kept in the state database, so a restart does not repeat an alert.
 """
 
@@ -28,6 +29,7 @@ class Observation:
     open_failures: int
     last_success_at: datetime | None
     now: datetime
+    forbidden: int = 0  # open failures of events Jobylon does not let this partner change (403)
 
 
 def conditions(obs: Observation, config: AlertsConfig) -> dict[str, str]:
@@ -39,6 +41,10 @@ def conditions(obs: Observation, config: AlertsConfig) -> dict[str, str]:
         found["pass_failed"] = f"the last pass failed ({obs.outcome}): {obs.error or ''}".strip()
     if obs.outcome == "guard":
         found["guard"] = f"a guard held deletions back: {obs.error or ''}".strip()
+    if obs.forbidden:
+        found["forbidden_events"] = (
+            f"Jobylon refuses this partner {obs.forbidden} event(s) (403: made by another partner or inside Jobylon); see `connector failures --kind permanent`"
+        )
     if obs.open_failures > config.failures_threshold:
         found["failures"] = f"{obs.open_failures} open failures (threshold {config.failures_threshold})"
     if obs.last_success_at is None or (obs.now - obs.last_success_at).total_seconds() > config.stale_after_seconds:

@@ -214,6 +214,7 @@ class Daemon:
                 open_failures=sum(failures.values()),
                 last_success_at=last_success,
                 now=datetime.now(UTC),
+                forbidden=self.store.count_open_failures_with_status(403),
             )
         )
         self._heartbeat()

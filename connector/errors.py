@@ -11,6 +11,8 @@
           +-- TransientError       kind transient: worth retrying later (timeouts, 429, 5xx, connection errors)
           +-- PermanentError       kind permanent: Jobylon refused the request (400 and other 4xx)
           |    +-- NotFoundError   404: the event is not (or no longer) in Jobylon
+          |    +-- ForbiddenError  403 on one event (PUT/DELETE) while the partner itself is accepted:
+          |                        an event of another partner or made inside Jobylon; per item
           +-- AuthError            exit 4, kind transient: the credentials were refused; the pass stops,
           |                        and the item is tried again once they are fixed
           +-- InDoubtError         kind in_doubt: a create may or may not have been applied; never repeated
@@ -99,6 +101,10 @@ class PermanentError(JobylonError):
 
 
 class NotFoundError(PermanentError):
+    pass
+
+
+class ForbiddenError(PermanentError):
     pass
 
 

@@ -7,6 +7,11 @@ Which failures are repeated:
   500/502/504 leave the outcome unknown: InDoubtError, never repeated by itself.
 - PUT and DELETE are idempotent: every transient failure is retried.
 
+Which refusals stop the pass (AuthError): a 401 on any call, a 403 on a create (the partner may
+create nothing), or a 403 on one event that a credentials probe confirms. A 403 on PUT/DELETE of
+one event while the probe is accepted is that event's own permanent failure (ForbiddenError: made
+by another partner or inside Jobylon) and the pass goes on.
+
 What is never trusted in an answer:
 - Redirects are not followed (the app key would go wherever `Location` says): any 3xx is a
   PermanentError naming the status and the place, without its query string.
@@ -32,7 +37,7 @@ import urllib3.exceptions
 
 from connector import __version__, httpread
 from connector.config import JobylonConfig, RetryConfig
-from connector.errors import AuthError, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
+from connector.errors import AuthError, ForbiddenError, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
 from connector.redact import Redactor
 from connector.retry import RateLimiter, call_with_retries, parse_retry_after
 
@@ -40,6 +45,7 @@ log = logging.getLogger("connector.jobylon")
 RESPONSE_KEEP = 2000  # characters of an answer kept for the failure record (after masking)
 ANSWER_MAX_BYTES = 1 << 20  # what is read of any answer; more is an invalid answer
 EVENT_ID_MAX = 2**63 - 1  # SQLite's largest integer
+PROBE_FRESH_SECONDS = 60.0  # a 403 on one event within this long of an accepted probe needs no new one
 SAFE_TO_REPEAT_STATUSES = {429, 503}  # the server says it did not process the request
 
 
@@ -92,6 +98,7 @@ class JobylonClient:
         self._sleep = sleep
         self._events_url = config.base_url + config.events_path
         self._redactor = Redactor([config.app_key.get_secret_value()])
+        self._probed_at = -PROBE_FRESH_SECONDS
         self.session = requests.Session()
         adapter = httpread.DeadlineAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
@@ -134,7 +141,10 @@ class JobylonClient:
         return InDoubtError(message, method="POST", http_status=answer.status, response=self._keep(answer.text))
 
     def update(self, event_id: int, payload: dict[str, Any]) -> None:
-        self._call("PUT", self._event_url(event_id), payload, event_id)
+        try:
+            self._call("PUT", self._event_url(event_id), payload, event_id)
+        except ForbiddenError as exc:
+            raise self._confirm_forbidden(exc) from None
 
     def delete(self, event_id: int) -> bool:
         """DELETE the event; False when it was already gone (404), which is success too."""
@@ -142,16 +152,42 @@ class JobylonClient:
             self._call("DELETE", self._event_url(event_id), None, event_id)
         except NotFoundError:
             return False
+        except ForbiddenError as exc:
+            raise self._confirm_forbidden(exc) from None
         return True
 
     def probe(self) -> str:
         """Are the credentials accepted? Sends a PUT to an event id that never exists with an empty
-        body, which changes nothing: 404 or 400 means accepted; AuthError means refused."""
+        body, which changes nothing: 404 or 400 means accepted; a 401 or 403 means refused."""
         try:
             self._send("PUT", self._event_url(0), {}, 0)
+        except ForbiddenError as exc:
+            raise AuthError(
+                f"{exc.message}: Jobylon refused the credentials' probe", method="PUT", event_id=0, http_status=403, response=exc.response
+            ) from None
         except PermanentError:
             pass
+        self._probed_at = time.monotonic()
         return "accepted"
+
+    def _confirm_forbidden(self, exc: ForbiddenError) -> JobylonError:
+        """A 403 on one event: the partner may not touch that event, or is refused as a whole. A
+        probe tells them apart (at most one a minute): refused -> AuthError, the pass stops;
+        accepted -> this event alone fails, permanently, and the pass goes on."""
+        if time.monotonic() - self._probed_at > PROBE_FRESH_SECONDS:
+            try:
+                self.probe()
+            except AuthError as refused:
+                return AuthError(
+                    f"{exc.message}; the credentials' probe was refused too: Jobylon refuses this partner",
+                    method=exc.method,
+                    event_id=exc.event_id,
+                    http_status=exc.http_status,
+                    response=refused.response,
+                )
+            except JobylonError:
+                pass  # the probe could not tell (timeout, 5xx): judge this event alone
+        return exc
 
     def _event_url(self, event_id: int) -> str:
         return f"{self._events_url}{event_id}/"
@@ -216,8 +252,13 @@ class JobylonClient:
             # without user info, query string or fragment (they may carry tokens).
             place = _place(url, answer.headers.get("Location"))
             return PermanentError(f"{where}: {status}, Jobylon redirects to {self._redactor.text(place)}; redirects are not followed", **details)
-        if status in (401, 403):
+        if status == 401 or (status == 403 and context["method"] == "POST"):
             return AuthError(f"{where}: {status}, Jobylon refused the credentials or the permission: {text}", **details)
+        if status == 403:
+            event = context.get("event_id")
+            return ForbiddenError(
+                f"{where}: 403, Jobylon does not let this partner change event {event} (made by another partner or inside Jobylon): {text}", **details
+            )
         if status == 404:
             return NotFoundError(f"{where}: 404, event not found in Jobylon", **details)
         if status in SAFE_TO_REPEAT_STATUSES:

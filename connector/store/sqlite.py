@@ -396,6 +396,9 @@ class Store:
     def count_open_failures(self) -> dict[str, int]:
         return {r["kind"]: r["n"] for r in self._query("SELECT kind, count(*) AS n FROM failures WHERE resolved_at IS NULL GROUP BY kind ORDER BY kind")}
 
+    def count_open_failures_with_status(self, http_status: int) -> int:
+        return int(self._query("SELECT count(*) AS n FROM failures WHERE resolved_at IS NULL AND http_status = ?", [http_status])[0]["n"])
+
     def operations(self, remote_id: str | None = None) -> list[OperationRow]:
         if remote_id is None:
             rows = self._query("SELECT * FROM operations ORDER BY id")
