@@ -124,7 +124,12 @@ class Mapper:
     def map_one(self, raw: Any, index: int) -> Interview | InvalidItem:
         if isinstance(raw, BrokenItem):
             error = FieldError("item", f"{raw.position}: {raw.message}")
-            return InvalidItem(None, index, (error,), payload_hash([raw.position, raw.message]))
+            # Filed under the id the partner knows when the mapping reads it from a plain key and the
+            # source could still read that key; the id rules are build_interview's.
+            key = next((expr for name, expr in self._keys if name == "remote_id"), None)
+            found = dict(raw.readable).get(key) if key is not None else None
+            remote_id = build_interview({"remote_id": found}).remote_id if found is not None else None
+            return InvalidItem(remote_id, index, (error,), payload_hash([raw.position, raw.message]))
         if not isinstance(raw, dict):
             kind = "list" if isinstance(raw, list) else type(raw).__name__
             return InvalidItem(None, index, (FieldError("item", f"expected an object, got {kind}"),), payload_hash(repr(raw)[:1000]))

@@ -31,10 +31,16 @@ class FieldError:
 @dataclass(frozen=True)
 class BrokenItem:
     """A record of the source that could not even be parsed (a broken CSV row, an ndjson line that
-    is not JSON). Sources put it in place of the item, so it is reported like any invalid item."""
+    is not JSON). Sources put it in place of the item, so it is reported like any invalid item.
+
+    `readable` holds the top-level fields whose value the source could still read with certainty,
+    as (name, value) pairs: the mapper takes the item's remote id from them when its `remote_id`
+    expression is a plain key, so the record is filed under the id the partner knows. They are
+    data of the record, not its identity: left out of equality and repr."""
 
     position: str  # e.g. "line 17", "row 4"
     message: str
+    readable: tuple[tuple[str, str | int], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

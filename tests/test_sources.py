@@ -549,3 +549,85 @@ def test_since_param_with_pagination(api):
     result = http_source(api, since_param="since", pagination={"style": "link_header"}).fetch(since="s")
     assert not result.complete and result.items == ITEMS
     assert [s["query"] for s in api.seen] == [{"since": "s"}, {"p": "2", "since": "s"}, {"p": "3", "since": "s"}]
+
+
+# -- broken records keep the id the partner knows ------------------------------------------------
+
+
+def _mapped(items, **mapping):
+    from connector.config import MappingConfig
+    from connector.mapping import Mapper
+
+    return Mapper(MappingConfig(duration_minutes="minutes", end=None, **mapping)).map_all(items)
+
+
+def test_ndjson_line_that_is_not_json_is_recorded_under_its_readable_id(tmp_path):
+    path = tmp_path / "i.ndjson"
+    lines = [
+        '{"id": "INT-1", "title": "cut off',  # truncated: the id before the cut is still readable
+        '{"id": 12, "title": "x",}',  # a trailing comma; a numeric id
+        '{"organizer": {"id": 5}, "title": "top-level id lost", "id": "INT-9',  # only a nested id is complete
+        '{"id": "A", "title": "t", "id": "B",',  # the key twice at the top: which one is meant cannot be told
+        '{"title": "no id at all"',
+        '{"key": "INT-7", "title": "other mapping" ',
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    items = file_source(path).fetch().items
+    assert all(isinstance(i, BrokenItem) for i in items) and len(items) == 6
+    fetched = _mapped(items)
+    assert [i.label for i in fetched.invalid] == ["INT-1", "12", "<item #2>", "<item #3>", "<item #4>", "<item #5>"]
+    assert fetched.invalid[0].message.startswith("item: line 1: not valid JSON: ")
+    assert fetched.unidentified == 4
+    # the mapping's remote_id expression decides the key, and only a plain top-level key is used
+    assert [i.label for i in _mapped(items, remote_id="key").invalid][5] == "INT-7"
+    assert _mapped(items, remote_id="meta.id").unidentified == 6
+    assert _mapped(items, remote_id="id || key").unidentified == 6
+
+
+def test_csv_row_with_the_wrong_number_of_fields_is_recorded_under_its_id(tmp_path):
+    path = tmp_path / "i.csv"
+    path.write_text(
+        "id,title,location\n"
+        "R1,Title, with an unquoted comma,Room 1\n"  # too many fields: the first column still holds the id
+        "R2,too few\n"
+        " ,blank id,Room,extra\n",
+        encoding="utf-8",
+    )
+    items = file_source(path).fetch().items
+    assert [type(i) for i in items] == [BrokenItem] * 3
+    fetched = _mapped(items)
+    assert [i.label for i in fetched.invalid] == ["R1", "R2", "<item #2>"]
+    assert fetched.invalid[0].message == "item: row 2: 4 fields where the header has 3"
+
+
+def test_csv_id_column_after_the_first_is_used_only_when_its_place_is_certain(tmp_path):
+    path = tmp_path / "i.csv"
+    path.write_text(
+        "title,id,location\n"
+        "T1,R1,Room 1,extra\n"  # the extra field after the id: read from the left R1, from the right "Room 1"
+        "T2,R2\n"  # one field missing, which one cannot be told
+        "R3,R3,R3,R3\n",  # both readings agree
+        encoding="utf-8",
+    )
+    fetched = _mapped(file_source(path).fetch().items)
+    assert [i.label for i in fetched.invalid] == ["<item #0>", "<item #1>", "R3"]
+
+
+def test_a_broken_row_with_a_readable_id_is_held_like_an_invalid_item_of_that_id(harness):
+    """The failure is filed under the partner's id, the mapped event is left alone (no update, no
+    delete), and a complete fetch can still delete what is truly absent."""
+    from conftest import item as raw_item
+
+    path = harness.folder / "interviews.ndjson"
+    harness.data["source"] = {"kind": "file", "path": str(path), "format": "ndjson"}
+    harness.data["sync"]["max_delete_fraction"] = 1
+    path.write_text("\n".join(json.dumps(raw_item(i)) for i in ("A", "B", "C")) + "\n")
+    harness.sync()
+    assert len(harness.jobylon_events()) == 3
+    harness.reset_engine()
+    path.write_text(json.dumps(raw_item("A")) + "\n" + '{"id": "B", "title": "broken\n')
+    result = harness.sync()
+    failures = {f.remote_id: f for f in harness.store.failures()}
+    assert list(failures) == ["B"] and "line 2: not valid JSON" in failures["B"].message
+    assert result.counts["deleted"] == 1  # C is absent from a complete fetch; B is present, if broken
+    assert sorted(e["title"] for e in harness.jobylon_events()) == ["Interview A", "Interview B"]

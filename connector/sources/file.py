@@ -1,8 +1,10 @@
 """The `file` source: a JSON list, newline-delimited JSON, or CSV on disk. Always a complete fetch.
 
 Records that cannot be parsed (an ndjson line that is not JSON, a CSV row with the wrong number of
-fields) become `BrokenItem`s in their place; the rest still arrive. A file that cannot be used at
-all (missing, unreadable, too large, not a JSON list) is a `SourceError` naming the path.
+fields) become `BrokenItem`s in their place; the rest still arrive. A broken record carries the
+top-level fields that can still be read with certainty (`BrokenItem.readable`), so the mapper can
+file it under its remote id. A file that cannot be used at all (missing, unreadable, too large, not
+a JSON list) is a `SourceError` naming the path.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 
 from connector.config import FileSourceConfig
@@ -78,7 +81,7 @@ class FileSource:
             try:
                 items.append(json.loads(line))
             except (ValueError, RecursionError) as exc:
-                items.append(BrokenItem(f"line {number}", f"not valid JSON: {json_problem(exc, line=False)}"))
+                items.append(BrokenItem(f"line {number}", f"not valid JSON: {json_problem(exc, line=False)}", readable=json_top_level_fields(line)))
         return items
 
     def _csv(self, text: str) -> list[Any]:
@@ -110,7 +113,73 @@ class FileSource:
             if not any(cell.strip() for cell in row):
                 continue  # a blank line, or a spreadsheet's trailing ",,,"
             if len(row) != len(header):
-                items.append(BrokenItem(f"row {row_number}", f"{len(row)} fields where the header has {len(header)}"))
+                items.append(BrokenItem(f"row {row_number}", f"{len(row)} fields where the header has {len(header)}", readable=csv_certain_cells(header, row)))
                 continue
             items.append({name: (value if value != "" else None) for name, value in zip(header, row, strict=True)})
         return items
+
+
+# -- what a broken record still tells ----------------------------------------------------------
+
+# A JSON string (complete, escapes included), one structural character, a run of anything else, or
+# the quote of a string that never closes.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+|"')
+_JSON_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def json_top_level_fields(line: str) -> tuple[tuple[str, str | int], ...]:
+    """The `"key": "text"` and `"key": 12` pairs of a JSON object line that is not valid JSON, read
+    at the object's top level only (a nested `"id"` is not the record's) and only where the pair is
+    complete: followed by `,` or `}`, so a value cut off by a truncated line is not taken. A key
+    that appears twice at the top level is left out: which value is meant cannot be told."""
+    tokens = _JSON_TOKEN.findall(line)
+    if not tokens or tokens[0] != "{":
+        return ()
+    found: dict[str, str | int] = {}
+    repeated: set[str] = set()
+    depth = 0
+    for at, token in enumerate(tokens):
+        if token in ("{", "["):
+            depth += 1
+        elif token in ("}", "]"):
+            depth -= 1
+        elif (
+            depth == 1
+            and token.startswith('"')
+            and len(token) > 1
+            and tokens[at - 1] in ("{", ",")
+            and tokens[at + 1 : at + 2] == [":"]
+            and tokens[at + 3 : at + 4] in ([","], ["}"])
+        ):
+            value = _json_scalar(tokens[at + 2])
+            key = _json_scalar(token)
+            if isinstance(key, str) and value is not None:
+                if key in found:
+                    repeated.add(key)
+                found[key] = value
+    return tuple((key, value) for key, value in found.items() if key not in repeated)
+
+
+def _json_scalar(token: str) -> str | int | None:
+    if token.startswith('"') and len(token) > 1 and token.endswith('"'):
+        try:
+            text = json.loads(token)
+        except ValueError:
+            return None
+        return text if isinstance(text, str) else None
+    return int(token) if _JSON_INTEGER.fullmatch(token) else None
+
+
+def csv_certain_cells(header: list[str], row: list[str]) -> tuple[tuple[str, str], ...]:
+    """The cells of a row with the wrong number of fields whose column is certain. The first cell
+    is taken as written (a stray comma or a missing field comes after it). A later column is
+    taken only when reading it from the left and from the right gives the same text: the fault
+    lies on one side of the column or the other, and each reading is right on one side."""
+    shift = len(row) - len(header)
+    cells: list[tuple[str, str]] = []
+    for at, name in enumerate(header):
+        if at >= len(row) or not row[at].strip():
+            continue
+        if at == 0 or (0 <= at + shift < len(row) and row[at] == row[at + shift]):
+            cells.append((name, row[at]))
+    return tuple(cells)
