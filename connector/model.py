@@ -150,7 +150,8 @@ class Interview:
 
 
 def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    # surrogatepass: an invalid item's raw values may hold a lone surrogate; valid text hashes as UTF-8
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 # The one definition of each hash, called by Interview (from its attributes) and by the functions below

@@ -37,7 +37,30 @@ class _Errors:
         self.items: list[FieldError] = []
 
     def add(self, name: str, message: str) -> None:
-        self.items.append(FieldError(name, message))
+        self.items.append(FieldError(name, storable(message)))
+
+
+def storable(text: str) -> str:
+    """The text with any lone UTF-16 surrogate written as `\\udXXX`: such text cannot be encoded
+    as UTF-8, so it could reach no log, database or request."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _surrogate_at(text: str) -> int | None:
+    """Position of the first lone surrogate (half an emoji, from a UTF-16 system that cut text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _half_character(name: str, text: str, position: int, errors: _Errors) -> None:
+    errors.add(name, f"holds half of a character (lone surrogate U+{ord(text[position]):04X} at position {position}): the text was cut inside it")
 
 
 def build_interview(values: dict[str, Any], index: int = 0) -> Interview | InvalidItem:
@@ -65,7 +88,7 @@ def build_interview(values: dict[str, Any], index: int = 0) -> Interview | Inval
         remote_id=remote_id,
         title=title,
         description=description,
-        start=start,
+        start=whole_second(start),
         duration_minutes=duration,
         timezone=tz_name,
         organizer_email=organizer,
@@ -95,6 +118,9 @@ def _remote_id(value: Any, errors: _Errors) -> str | None:
     if CONTROL_RE.search(text):
         errors.add("remote_id", "contains control characters")
         return None
+    if (position := _surrogate_at(text)) is not None:
+        _half_character("remote_id", text, position, errors)
+        return storable(text)  # the record is kept under a safe rendering of the id
     return text
 
 
@@ -115,6 +141,9 @@ def _text(value: Any, name: str, errors: _Errors, *, required: bool, max_len: in
     if (CONTROL_RE if single_line else TEXT_CONTROL_RE).search(value):
         what = "control characters or line breaks" if single_line else "control characters"
         errors.add(name, f"contains {what}")
+        return None
+    if (position := _surrogate_at(value)) is not None:
+        _half_character(name, value, position, errors)
         return None
     return value
 
@@ -182,10 +211,13 @@ def _aware(value: Any, name: str, tz: ZoneInfo | None, errors: _Errors) -> datet
 
 
 def _start(value: Any, tz: ZoneInfo | None, errors: _Errors) -> datetime | None:
-    start = _aware(value, "start", tz, errors)
-    if start is not None and start.microsecond:
-        start = start.replace(microsecond=0)
-    return start
+    """The start as given, sub-seconds included: the duration is measured from it. Jobylon's
+    `%Y-%m-%dT%H:%M:%S` then carries it cut to the whole second (see `whole_second`)."""
+    return _aware(value, "start", tz, errors)
+
+
+def whole_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0) if moment.microsecond else moment
 
 
 def _duration(values: dict[str, Any], start: datetime | None, tz: ZoneInfo | None, errors: _Errors) -> int | None:

@@ -40,7 +40,7 @@ def build_fetch():
                 raw[key] = expand(value)
             if "drop" in case:
                 raw.pop(case["drop"])
-        label = (
+        label = case.get("label") or (
             raw["id"]
             if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"].strip() and len(raw["id"]) < 255 and "\n" not in raw["id"]
             else None
@@ -59,7 +59,14 @@ def test_corpus_has_at_least_40_cases():
     assert len(CORPUS) >= 40
 
 
+def corpus_mapping(harness):
+    """The corpus maps `end_at` too: an item without one takes its duration from `minutes`."""
+    harness.data["mapping"]["end"] = "end_at"
+    harness.reset_engine()
+
+
 def test_each_bad_item_gets_a_specific_record_and_the_valid_ones_sync(harness):
+    corpus_mapping(harness)
     raws, cases = build_fetch()
     harness.write(raws)
     result = harness.sync()
@@ -88,6 +95,7 @@ def test_each_bad_item_gets_a_specific_record_and_the_valid_ones_sync(harness):
 
 
 def test_hostile_text_round_trips_exactly(harness):
+    corpus_mapping(harness)
     raws, cases = build_fetch()
     harness.write(raws)
     harness.sync()

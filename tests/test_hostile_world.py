@@ -69,3 +69,32 @@ def test_events_refused_to_this_partner_raise_an_alert_once():
     found = conditions(Observation("failed_items", None, 1, now, now, forbidden=2), config)
     assert "Jobylon refuses this partner 2 event(s)" in found["forbidden_events"]
     assert "forbidden_events" not in conditions(Observation("ok", None, 0, now, now), config)
+
+
+def test_lone_surrogates_make_their_item_invalid_and_every_other_item_syncs(harness):
+    harness.write(
+        [
+            item("OK1"),
+            item("T", title="Interview \ud83d"),
+            item("SUR\ud83d"),
+            item("Z", organizer={"email": "recruiter@acme.example\ude00"}),
+            item("OK2", title="Party \U0001f389"),
+        ]
+    )
+    result = run_cli("--config", str(harness.config_file()), "sync")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert sorted(e["title"] for e in harness.jobylon_events()) == ["Interview OK1", "Party \U0001f389"]
+    failures = {f.remote_id: f.message for f in harness.store.failures()}
+    assert set(failures) == {"T", "SUR\\ud83d", "Z"}
+    assert failures["T"].startswith("title: holds half of a character (lone surrogate U+D83D")
+    assert failures["SUR\\ud83d"].startswith("remote_id: holds half of a character")
+    assert "organizer_email" in failures["Z"]
+
+
+def test_start_and_end_with_the_same_fractional_seconds(harness):
+    harness.data["mapping"]["end"] = "end_at"
+    raw = item("F", start_at="2031-03-04T08:00:00.250Z", end_at="2031-03-04T09:00:00.250Z", minutes=None)
+    harness.write([raw])
+    assert run_cli("--config", str(harness.config_file()), "sync").returncode == 0
+    [event] = harness.jobylon_events()
+    assert (event["duration"], event["start_time"], event["timezone"]) == (60, "2031-03-04T09:00:00", "Europe/Stockholm")
