@@ -13,7 +13,7 @@ import click
 from connector import oncall, views
 from connector.config import Settings, load_settings
 from connector.engine import PassOptions, build_redactor, open_engine
-from connector.errors import ConnectorError, UserError
+from connector.errors import ConfigError, ConnectorError, UserError
 from connector.logs import setup_logging
 from connector.redact import Redactor
 from connector.results import ActionResult, PassResult
@@ -308,12 +308,13 @@ def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind
         views.console().print(views.replay_table(result, sorted(selection.remote_ids)))
     elif not selection.in_doubt:
         click.echo("nothing to replay", err=True)
+    for remote_id in selection.in_doubt:
+        click.echo(f"{remote_id}: in doubt; not replayed (use `connector resolve {remote_id} --event-id N | --recreate`)", err=True)
     if selection.in_doubt:
         click.echo(
-            f"{len(selection.in_doubt)} in-doubt create(s) not replayed, each waiting for a decision: "
-            + ", ".join(selection.in_doubt)
-            + "; for each, `connector failures list --kind in_doubt`, look for the event in Jobylon, then "
-            "`connector resolve REMOTE_ID --event-id N` (it is there) or `--recreate` (it is not)",
+            f"{len(selection.in_doubt)} in-doubt create(s) not replayed, each waiting for a decision: look for the event in "
+            "Jobylon (`connector failures show ID` has the request), then `connector resolve REMOTE_ID --event-id N` "
+            "(it is there) or `--recreate` (it is not)",
             err=True,
         )
     code = result.exit_code if result is not None else 0
@@ -377,12 +378,17 @@ def check(state: CliState, sample: int) -> None:
 @click.option("--seed", default=None, type=int, help="Seed for the fault generator.")
 def sandbox(host: str, port: int, fault_rate: float, seed: int | None) -> None:
     """Run the Jobylon Push API emulator on loopback (app id demo-app, app key demo-key-0123456789)."""
+    import errno
+
     from connector.sandbox import serve_forever
+    from connector.sandbox.server import SandboxBindError
 
     try:
         serve_forever(host=host, port=port, fault_rate=fault_rate, seed=seed)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    except SandboxBindError as exc:  # a port in use: one line, exit 2 (as a bad option is)
+        raise ConfigError(exc.explain("--port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "--host")) from None
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from connector.model import fixed_hash
 from connector.store import FailureRow, Store
 
 FAILURE_COLUMNS = ("id", "remote_id", "action", "kind", "http_status", "message", "attempts", "first_at", "last_at", "next_attempt_at", "resolved_at")
-RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error", "note")
+RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "complete_fetch", "counts", "duration_ms", "error")
 
 
 def failure_document(row: FailureRow, *, detail: bool = False) -> dict[str, Any]:

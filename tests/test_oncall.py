@@ -223,10 +223,15 @@ def test_resolve_refuses_what_would_make_a_second_event(tmp_path):
         store.record_success(intent, state=EventState(event_id=41, status="synced"), http_status=201, now=utcnow())
         with pytest.raises(UserError, match="mapped to live event 41"):
             prepare_recreate(store, "L")
+        with pytest.raises(UserError, match="mapped to live event 41"):
+            resolve_with_event(store, "L", 42)
         assert store.event("L").event_id == 41, "a refused repair changes nothing"
-        assert "mapped to event 42" in resolve_with_event(store, "L", 42)
-        row = store.event("L")
+        store.write_intent(run_id=None, remote_id="M", action="create", method="POST", event_id=None, request={"title": "m"}, content_hash=None, now=utcnow())
+        with pytest.raises(UserError, match="event 41 is already mapped to L"):
+            resolve_with_event(store, "M", 41)
+        assert "mapped to event 42" in resolve_with_event(store, "M", 42)
+        row = store.event("M")
         assert row.event_id == 42 and row.mutable_hash is None, "the next pass sends one PUT"
-        assert store.operations("L")[-1].action == "resolve"
+        assert store.operations("M")[-1].action == "resolve"
     finally:
         store.close()
