@@ -56,3 +56,38 @@ def test_duplicate_remote_ids_are_one_invalid_record():
     fetched = mapper.map_all([raw, dict(raw, title="other"), dict(raw, id="E")])
     assert [i.remote_id for i in fetched.interviews] == ["E"]
     assert [(i.remote_id, i.message) for i in fetched.invalid] == [("D", "remote_id: appears 2 times in this fetch (items #0, #1)")]
+
+
+def raw_item(remote_id, **changes):
+    return {
+        "id": remote_id,
+        "title": "T",
+        "start_at": "2030-01-02T10:00:00",
+        "minutes": 30,
+        "organizer": {"email": "a@b.example"},
+        "candidates": [{"jobylon_application_id": 1}],
+        **changes,
+    }
+
+
+def test_a_remote_id_seen_three_times_is_one_record_at_its_first_position():
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None))
+    fetched = mapper.map_all([raw_item("A"), raw_item("D"), raw_item("D", title="x"), raw_item("D", minutes=0)])
+    assert [i.remote_id for i in fetched.interviews] == ["A"]
+    assert [(i.remote_id, i.index, i.message) for i in fetched.invalid] == [("D", 1, "remote_id: appears 3 times in this fetch (items #1, #2, #3)")]
+    assert fetched.unidentified == 0
+
+
+def test_items_without_a_readable_remote_id_are_counted_as_unidentified():
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None))
+    fetched = mapper.map_all([raw_item(None), raw_item("B", minutes=0), ["not", "an", "object"], raw_item("C"), 7])
+    assert [i.remote_id for i in fetched.interviews] == ["C"]
+    assert [(i.remote_id, i.index) for i in fetched.invalid] == [(None, 0), ("B", 1), (None, 2), (None, 4)]
+    assert fetched.unidentified == 3
+    assert [i.message for i in fetched.invalid if i.remote_id is None] == [
+        "remote_id: missing",
+        "item: expected an object, got list",
+        "item: expected an object, got int",
+    ]
+    # Two unidentified items are never taken for duplicates of each other.
+    assert mapper.map_all([raw_item(None), raw_item(None)]).unidentified == 2

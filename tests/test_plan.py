@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.model import Interview
+from connector.model import FieldError, Interview, InvalidItem
 from connector.plan import Create, Delete, Invalid, Known, Policy, Recreate, Skip, Update, guard, plan
 from connector.validation import build_interview
 
@@ -105,6 +105,178 @@ def test_guard():
     assert "max_delete_fraction" in guard(p, mapped=10, fetched=3, complete=True, max_deletes=50, max_delete_fraction=0.5)
     assert guard(p, mapped=10, fetched=3, complete=True, max_deletes=50, max_delete_fraction=1.0) is None
     assert guard(plan([d], {}, NOW), mapped=0, fetched=1, complete=True, max_deletes=0, max_delete_fraction=0) is None
+
+
+def ten_absent():
+    """A complete fetch missing all ten mapped events: ten deletions by absence."""
+    p = plan([], {f"R{i}": known_for(interview(f"R{i}"), event_id=i + 1) for i in range(10)}, NOW)
+    assert len(p.deletes) == 10 and all(d.by_absence for d in p.deletes)
+    return p
+
+
+def guard_of(p, *, mapped=10, fetched=3, complete=True, max_deletes=50, max_delete_fraction=1.0):
+    return guard(p, mapped=mapped, fetched=fetched, complete=complete, max_deletes=max_deletes, max_delete_fraction=max_delete_fraction)
+
+
+def test_guard_empty_source_refuses_any_deletion_and_says_so():
+    p = ten_absent()
+    refusal = "the source returned no interviews while 10 events are mapped; refusing to delete 10"
+    assert guard_of(p, fetched=0) == refusal
+    # It is the first guard: the others would refuse too, but the reason given is the empty source.
+    assert guard_of(p, fetched=0, max_deletes=0, max_delete_fraction=0) == refusal
+    assert guard_of(p, fetched=0, mapped=1) == "the source returned no interviews while 1 events are mapped; refusing to delete 10"
+    # Its boundaries: one interview fetched, nothing mapped, or an incremental fetch.
+    assert guard_of(p, fetched=1) is None
+    assert guard_of(p, fetched=0, mapped=0) is None
+    assert guard_of(p, fetched=0, complete=False) is None
+
+
+def test_guard_max_deletes_boundary():
+    p = ten_absent()
+    assert guard_of(p, max_deletes=9) == "10 deletions planned, above sync.max_deletes = 9"
+    assert guard_of(p, max_deletes=10) is None
+    assert guard_of(p, max_deletes=11) is None
+
+
+def test_guard_max_delete_fraction_boundary():
+    p = ten_absent()  # 10 of 20 mapped: 50 %
+    assert guard_of(p, mapped=20, max_delete_fraction=0.49) == (
+        "10 of 20 mapped events (50%) are absent from the source, above sync.max_delete_fraction = 0.49"
+    )
+    assert guard_of(p, mapped=20, max_delete_fraction=0.5) is None
+    assert guard_of(p, mapped=20, max_delete_fraction=0.51) is None
+    assert guard_of(p, mapped=0, max_delete_fraction=0) is None  # nothing mapped: no fraction to take
+
+
+def test_guard_counts_cancellations_against_max_deletes_but_not_against_the_fraction():
+    d = interview()
+    p = plan([interview(cancelled=True)], {d.remote_id: known_for(d)}, NOW)
+    assert [type(a) for a in p.actions] == [Delete] and not p.actions[0].by_absence
+    assert guard_of(p, mapped=1, fetched=1, max_delete_fraction=0) is None
+    assert guard_of(p, mapped=1, fetched=1, max_deletes=0) == "1 deletions planned, above sync.max_deletes = 0"
+
+
+def test_guard_ignores_plans_without_deletions_of_live_events():
+    never_reached = Known("R9", None, "failed")
+    p = plan([interview()], {"R9": never_reached}, NOW)
+    assert [type(a) for a in p.actions] == [Create, Delete] and p.deletes == []
+    assert guard_of(p, mapped=0, fetched=0, max_deletes=0, max_delete_fraction=0) is None
+
+
+def test_plan_counts_and_lists():
+    d, gone = interview(), interview("R2")
+    never_reached = Known("R9", None, "failed")
+    p = plan([interview(title="changed"), interview("R3")], {d.remote_id: known_for(d), "R2": known_for(gone, 8), "R9": never_reached}, NOW)
+    assert [a.name for a in p.actions] == ["update", "create", "delete", "delete"]
+    assert p.count("delete") == 2 and p.count("update") == 1 and p.count("create") == 1 and p.count("skip") == 0
+    assert [(a.remote_id, a.event_id) for a in p.deletes] == [("R2", 8)]  # the mapping-only delete calls nothing
+    assert [a.remote_id for a in p.calls] == ["R1", "R3", "R2", "R9"]
+    assert p.actions[3] == Delete("R9", None, "absent from a complete fetch; never reached Jobylon", by_absence=True)
+
+
+def ending_at(offset: timedelta, **changes) -> Interview:
+    """An hour-long interview ending at NOW + offset."""
+    return interview(start=(NOW + offset - timedelta(minutes=60)).isoformat(), **changes)
+
+
+def test_ended_rule_boundary_for_desired_interviews():
+    for offset in (timedelta(0), timedelta(seconds=-1)):  # ended exactly now, or a second ago
+        ended = ending_at(offset)
+        assert ended.ends_at_utc == NOW + offset
+        assert only_action(plan([ended], {}, NOW)) == Skip("R1", None, "event has ended")
+        p = plan([ending_at(offset, title="changed")], {"R1": known_for(ended)}, NOW)
+        assert p.actions == [] and p.unchanged == 1
+        assert plan([ending_at(offset, cancelled=True)], {"R1": known_for(ended)}, NOW).actions == []
+    running = ending_at(timedelta(seconds=1))  # ends a second from now: still synced
+    assert isinstance(only_action(plan([running], {}, NOW)), Create)
+    assert only_action(plan([ending_at(timedelta(seconds=1), title="changed")], {"R1": known_for(running)}, NOW)) == Update(
+        ending_at(timedelta(seconds=1), title="changed"), 7
+    )
+    assert only_action(plan([ending_at(timedelta(seconds=1), cancelled=True)], {"R1": known_for(running)}, NOW)) == Delete("R1", 7, "cancelled at the source")
+
+
+def test_ended_rule_boundary_for_absent_events():
+    d = interview()
+    for offset in (timedelta(0), timedelta(seconds=-1)):
+        assert plan([], {"R1": known_for(d, ends_at_utc=NOW + offset)}, NOW).actions == []
+    expected = Delete("R1", 7, "absent from a complete fetch", by_absence=True)
+    assert only_action(plan([], {"R1": known_for(d, ends_at_utc=NOW + timedelta(seconds=1))}, NOW)) == expected
+    assert only_action(plan([], {"R1": known_for(d, ends_at_utc=None)}, NOW)) == expected  # end unknown: not ended
+
+
+def test_absent_events_in_doubt_deleted_or_unknown_to_the_fetch():
+    d = interview()
+    assert only_action(plan([], {"R1": Known("R1", 7, "in_doubt")}, NOW)) == Skip("R1", 7, "in doubt and absent from the source: resolve it")
+    assert plan([], {"R1": Known("R1", 7, "deleted")}, NOW).actions == []
+    assert plan([d], {"R1": known_for(d)}, NOW).actions == []
+
+
+def test_a_held_failure_of_an_absent_item_holds_its_deletion():
+    d = interview()
+    later = NOW + timedelta(minutes=1)
+    waiting = known_for(d, failure_kind="transient", next_attempt_at=later)
+    assert only_action(plan([], {"R1": waiting}, NOW)) == Skip("R1", 7, f"transient failure; next attempt at {later.isoformat()}")
+    held_at = NOW + timedelta(seconds=1)
+    assert isinstance(only_action(plan([], {"R1": replace(waiting, next_attempt_at=held_at)}, NOW)), Skip)
+    # The backoff is over (exactly now, or earlier), or there is none: the deletion goes ahead.
+    expected = Delete("R1", 7, "absent from a complete fetch", by_absence=True)
+    for next_attempt_at in (NOW, NOW - timedelta(seconds=1), None):
+        assert only_action(plan([], {"R1": replace(waiting, next_attempt_at=next_attempt_at)}, NOW)) == expected
+    # A permanent failure parks an absent item only when it was recorded without source content.
+    parked = known_for(d, failure_kind="permanent", failed_content_hash=None)
+    assert only_action(plan([], {"R1": parked}, NOW)) == Skip("R1", 7, "parked after a permanent failure until the source changes or a replay")
+    assert only_action(plan([], {"R1": replace(parked, failed_content_hash=d.content_hash)}, NOW)) == expected
+    # A failure kind the plan does not hold for leaves the deletion alone.
+    assert only_action(plan([], {"R1": replace(waiting, failure_kind="in_doubt")}, NOW)) == expected
+
+
+def test_held_skips_name_the_live_event_only():
+    d = interview()
+    later = NOW + timedelta(minutes=1)
+    reason = f"transient failure; next attempt at {later.isoformat()}"
+    synced = known_for(d, failure_kind="transient", next_attempt_at=later)
+    assert only_action(plan([d], {"R1": synced}, NOW)) == Skip("R1", 7, reason)
+    deleted = replace(synced, status="deleted")
+    assert only_action(plan([d], {"R1": deleted}, NOW)) == Skip("R1", None, reason)
+    # The backoff ends exactly now: planned as usual.
+    retried = plan([interview(title="changed")], {"R1": replace(synced, next_attempt_at=NOW)}, NOW)
+    assert only_action(retried) == Update(interview(title="changed"), 7)
+    parked = known_for(d, failure_kind="permanent", failed_content_hash=d.content_hash)
+    assert only_action(plan([d], {"R1": parked}, NOW)) == Skip("R1", 7, "parked after a permanent failure until the source changes or a replay")
+
+
+def test_in_doubt_and_deleted_mappings_of_desired_interviews():
+    d = interview()
+    assert only_action(plan([d], {"R1": Known("R1", 7, "in_doubt")}, NOW)) == Skip("R1", 7, "create in doubt: resolve it (connector resolve)")
+    assert only_action(plan([d], {"R1": known_for(d, status="deleted")}, NOW)) == Create(d)
+    assert only_action(plan([d], {"R1": known_for(d, event_id=None, status="failed")}, NOW)) == Create(d)
+    assert plan([interview(cancelled=True)], {"R1": known_for(d, status="deleted")}, NOW).actions == []
+    assert plan([interview(cancelled=True)], {}, NOW).actions == []
+
+
+def test_fixed_field_change_reasons():
+    d = interview()
+    moved = interview(location="Room 2")
+    assert only_action(plan([moved], {"R1": known_for(d)}, NOW)) == Recreate(moved, 7, "participants, organizer, location or videoconferencing changed")
+    report = only_action(plan([moved], {"R1": known_for(d)}, NOW, policy=Policy(on_fixed_field_change="report")))
+    assert report == Skip(
+        "R1",
+        7,
+        'a field PUT cannot change (participants, organizer, location or videoconferencing) changed; on_fixed_field_change = "report"',
+        report=True,
+        content_hash=moved.content_hash,
+    )
+
+
+def test_invalid_items_carry_their_mapped_event():
+    d = interview()
+    bad = InvalidItem("R1", 0, (FieldError("timezone", "unknown"),))
+    unreadable = InvalidItem(None, 3, (FieldError("remote_id", "missing"),))
+    p = plan([], {"R1": known_for(d), "R2": known_for(interview("R2"), 8)}, NOW, invalid=[bad, unreadable], unidentified=0)
+    assert [(type(a), a.remote_id, a.event_id) for a in p.actions] == [(Invalid, "R1", 7), (Invalid, "<item #3>", None), (Delete, "R2", 8)]
+    held = plan([], {"R2": known_for(interview("R2"), 8)}, NOW, invalid=[unreadable], unidentified=1)
+    assert [type(a) for a in held.actions] == [Invalid] and held.deletions_held_back == "1 item(s) in the fetch had no readable remote id"
+    assert plan([], {"R2": known_for(interview("R2"), 8)}, NOW).deletions_held_back is None
 
 
 # -- the property ---------------------------------------------------------------------------
