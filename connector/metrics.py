@@ -2,19 +2,68 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from connector.config import SyncConfig
+from connector.errors import ConfigError
 from connector.results import PassResult
 
 HEALTHY_WITHIN_INTERVALS = 3
 disable_created_metrics()  # the *_created series only add noise for a long-running service
+
+
+@dataclass(frozen=True)
+class PassSchedule:
+    """When passes are due, as the daemon schedules them: every `interval_seconds` plus up to
+    `jitter_seconds`, or, when `cron` is set, at that crontab's fire times in UTC."""
+
+    interval_seconds: float = 300
+    jitter_seconds: float = 0
+    cron: str | None = None
+
+    @classmethod
+    def of(cls, sync: SyncConfig) -> PassSchedule:
+        return cls(interval_seconds=sync.interval_seconds, jitter_seconds=sync.jitter_seconds, cron=sync.cron)
+
+    @cached_property
+    def _trigger(self) -> Any:
+        from apscheduler.triggers.cron import CronTrigger  # only for a cron schedule
+
+        return CronTrigger.from_crontab(self.cron, timezone=UTC)
+
+    def fire_times(self, after: datetime, count: int) -> list[datetime]:
+        """The next `count` fire times of the crontab at or after `after` (fewer if it stops firing)."""
+        times: list[datetime] = []
+        fire = self._trigger.get_next_fire_time(None, after)
+        while fire is not None and len(times) < count:
+            times.append(fire)
+            fire = self._trigger.get_next_fire_time(fire, fire)
+        return times
+
+    def due_by(self, since: datetime, passes: int = HEALTHY_WITHIN_INTERVALS) -> datetime:
+        """When `passes` more passes after `since` should have ended: `passes` longest gaps later on an
+        interval; for a cron, its `passes`-th fire time after `since` (so an hourly cron, or one that
+        fires on weekdays only, is judged by its own gaps, not by a fixed interval)."""
+        if self.cron is None:
+            return since + timedelta(seconds=passes * (self.interval_seconds + self.jitter_seconds))
+        times = self.fire_times(since, passes)
+        return times[-1] if len(times) == passes else datetime.max.replace(tzinfo=UTC)
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron!r} in UTC"
+        jitter = f" plus up to {self.jitter_seconds:g} s of jitter" if self.jitter_seconds else ""
+        return f"every {self.interval_seconds:g} s{jitter}"
 
 
 class Metrics:
@@ -56,16 +105,33 @@ class Metrics:
         if outcome in ("ok", "failed_items"):
             self.last_success.set(now.timestamp())
 
-    def health(self, interval_seconds: float, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
-        """Healthy while the last pass ended within three intervals."""
+    def health(self, schedule: PassSchedule | float, now: datetime | None = None, *, since: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+        """Healthy while the last pass ended within three scheduled passes (`PassSchedule.due_by`),
+        counted from the last pass's end, or from `since` (a schedule changed by SIGHUP) when later.
+        A number is an interval in seconds."""
+        if not isinstance(schedule, PassSchedule):
+            schedule = PassSchedule(interval_seconds=schedule)
         now = now or datetime.now(UTC)
-        limit = HEALTHY_WITHIN_INTERVALS * interval_seconds
         if self.last_pass_end is None:
-            return False, {"healthy": False, "reason": "no pass has finished yet"}
+            return False, {"healthy": False, "reason": "no pass has finished yet", "schedule": schedule.describe()}
         age = (now - self.last_pass_end).total_seconds()
-        body = {"last_pass_ended_at": self.last_pass_end.isoformat(), "last_outcome": self.last_outcome, "seconds_since_last_pass": round(age, 1)}
-        if age > limit:
-            return False, {"healthy": False, "reason": f"no pass ended in the last {limit:g} s (3 intervals)", **body}
+        reference = max(self.last_pass_end, since) if since is not None else self.last_pass_end
+        due = schedule.due_by(reference)
+        body = {
+            "last_pass_ended_at": self.last_pass_end.isoformat(),
+            "last_outcome": self.last_outcome,
+            "seconds_since_last_pass": round(age, 1),
+            "schedule": schedule.describe(),
+            "healthy_until": due.isoformat() if due.year < 9999 else None,
+        }
+        if now > due:
+            if schedule.cron is None:
+                limit = (due - reference).total_seconds()
+                gap = schedule.interval_seconds + schedule.jitter_seconds
+                reason = f"no pass ended in the last {limit:g} s ({HEALTHY_WITHIN_INTERVALS} intervals of {gap:g} s)"
+            else:
+                reason = f"no pass ended since {reference.isoformat()}: {HEALTHY_WITHIN_INTERVALS} runs of {schedule.describe()} were due by {due.isoformat()}"
+            return False, {"healthy": False, "reason": reason, **body}
         return True, {"healthy": True, **body}
 
 
@@ -84,9 +150,13 @@ class _QuietServer(ThreadingHTTPServer):
 class MetricsServer:
     """`/metrics` (Prometheus text format) and `/healthz` (200 or 503 with a JSON reason) on 127.0.0.1."""
 
-    def __init__(self, metrics: Metrics, port: int, interval_seconds: float, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, metrics: Metrics, port: int, interval_seconds: float | None = None, host: str = "127.0.0.1", *, schedule: PassSchedule | None = None
+    ) -> None:
         self.metrics = metrics
-        self.interval_seconds = interval_seconds
+        if schedule is None:
+            schedule = PassSchedule(interval_seconds=interval_seconds) if interval_seconds is not None else PassSchedule()
+        self._expected: tuple[PassSchedule, datetime | None] = (schedule, None)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,7 +164,8 @@ class MetricsServer:
                 if self.path.split("?")[0] == "/metrics":
                     self._send(200, generate_latest(outer.metrics.registry), CONTENT_TYPE_LATEST)
                 elif self.path.split("?")[0] == "/healthz":
-                    healthy, body = outer.metrics.health(outer.interval_seconds)
+                    schedule, since = outer._expected
+                    healthy, body = outer.metrics.health(schedule, since=since)
                     self._send(200 if healthy else 503, json.dumps(body).encode(), "application/json")
                 else:
                     self._send(404, b'{"error": "not found"}', "application/json")
@@ -109,9 +180,22 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = _QuietServer((host, port), Handler)
+        try:
+            self.server = _QuietServer((host, port), Handler)
+        except OSError as exc:  # before the first pass: the service stays down with exit 2, not a restart loop
+            raise ConfigError(bind_problem(host, port, exc, "observability.metrics_port")) from None
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    @property
+    def schedule(self) -> PassSchedule:
+        return self._expected[0]
+
+    def set_schedule(self, schedule: PassSchedule, now: datetime | None = None) -> None:
+        """The schedule changed (SIGHUP): `/healthz` judges by it from now on, counting from now if the
+        last pass ended earlier (the new schedule's first pass is not due yet)."""
+        if schedule != self._expected[0]:
+            self._expected = (schedule, now or datetime.now(UTC))
 
     def start(self) -> MetricsServer:
         self._thread.start()
@@ -120,3 +204,12 @@ class MetricsServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def bind_problem(host: str, port: int, exc: OSError, key: str) -> str:
+    """One line for a listening socket that could not be had, naming the address and the key."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"{host}:{port} is already in use ({key}); choose another port or stop what holds it"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port} ({key}): permission denied; choose a port of 1024 or above"
+    return f"cannot listen on {host}:{port} ({key}): {(exc.strerror or str(exc)).lower()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import signal
@@ -19,7 +20,7 @@ from connector.sandbox.handler import _Handler
 from connector.sandbox.state import SandboxState, copy_event
 from connector.sandbox.validation import is_int
 
-__all__ = ["FAULT_KINDS", "SandboxServer", "serve_forever"]  # FAULT_KINDS: re-exported, it was defined here
+__all__ = ["FAULT_KINDS", "SandboxBindError", "SandboxServer", "serve_forever"]  # FAULT_KINDS: re-exported, it was defined here
 
 EVENT_ID_RE = r"([0-9]{1,18})/"  # longer digit strings are not an event id: 404, never a crash
 
@@ -40,6 +41,27 @@ def _loopback(host: str) -> tuple[str, int]:
         raise ValueError(f"the sandbox binds only to loopback addresses, not {host!r}")
     chosen = next((a for a in addresses if a.version == 4), addresses[0])
     return str(chosen), (socket.AF_INET if chosen.version == 4 else socket.AF_INET6)
+
+
+class SandboxBindError(OSError):
+    """The sandbox's address could not be had (a port in use, a privileged port). A plain OSError (the
+    sandbox stands apart from the connector's error tree); `connector sandbox` makes it exit 2."""
+
+    def __init__(self, where: str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.where = where
+
+    def explain(self, option: str = "") -> str:
+        """One line naming the address (and, when given, the option that chose it)."""
+        named = f" ({option})" if option else ""
+        if self.errno == errno.EADDRINUSE:
+            return f"{self.where} is already in use{named}; choose another port or stop what holds it"
+        if self.errno == errno.EACCES:
+            return f"cannot listen on {self.where}{named}: permission denied; choose a port of 1024 or above"
+        return f"cannot listen on {self.where}{named}: {(self.strerror or 'unknown error').lower()}"
+
+    def __str__(self) -> str:
+        return self.explain()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -98,7 +120,13 @@ class SandboxServer:
         self.availability_path = availability_path
         self._event_re = re.compile(re.escape(events_path) + EVENT_ID_RE)
         server_class = _HTTPServer if family == socket.AF_INET else _HTTPServer6
-        self.httpd = server_class((address, port), _Handler)
+        where = f"{address}:{port}" if family == socket.AF_INET else f"[{address}]:{port}"
+        try:
+            self.httpd = server_class((address, port), _Handler)
+        except OverflowError:  # socket.bind's check of the port number
+            raise ValueError(f"port must be 0..65535, not {port}") from None
+        except OSError as exc:
+            raise SandboxBindError(where, exc) from None
         self.httpd.sandbox = self
         self.host = address
         self.port: int = self.httpd.server_address[1]
