@@ -3,18 +3,22 @@ problem explained, nothing created."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.console import Console
 
 from connector.config import Settings
 from connector.errors import AuthError, JobylonError, SourceError, TransientError
 from connector.jobylon import JobylonClient
 from connector.mapping import Mapper
+from connector.metrics import PassSchedule
 from connector.sources import open_source
 
 
 def run_checks(settings: Settings, out: Console, *, sample: int = 20) -> int:
     ok = True
-    out.print("[green]ok[/]   config is valid")
+    out.print("[green]ok[/]   config is valid")  # load_settings refused a bad cron, default zone or blank key already
+    out.print(f"[green]ok[/]   schedule: {describe_schedule(PassSchedule.of(settings.sync))}", markup=True, highlight=False)
     if not settings.jobylon.verify_tls:
         out.print("[yellow]warn[/] jobylon.verify_tls = false: Jobylon's TLS certificate is not checked")
 
@@ -55,3 +59,11 @@ def run_checks(settings: Settings, out: Console, *, sample: int = 20) -> int:
     finally:
         client.close()
     return 0 if ok else 1
+
+
+def describe_schedule(schedule: PassSchedule, now: datetime | None = None) -> str:
+    """The schedule `connector run` follows; for a cron, its next two runs (UTC), so a wrong hour shows."""
+    if schedule.cron is None:
+        return schedule.describe()
+    runs = schedule.fire_times(now or datetime.now(UTC), 2)
+    return f"{schedule.describe()}; next runs at " + " and ".join(run.strftime("%Y-%m-%d %H:%M UTC") for run in runs)

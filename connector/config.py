@@ -240,6 +240,10 @@ class MappingConfig(Section):
         unknown = sorted(set(value) - set(CANONICAL_FIELDS))
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}; expected one of {', '.join(CANONICAL_FIELDS)}")
+        if "timezone" in value:
+            problem = _zone_problem(value["timezone"])
+            if problem:  # every item without a zone of its own would be invalid: refuse it at load
+                raise PydanticCustomError("config_problem", "{problem}", {"key": "timezone", "problem": problem})
         return value
 
 
@@ -255,6 +259,11 @@ class SyncConfig(Section):
     max_deletes: int = Field(50, ge=0)
     max_delete_fraction: float = Field(0.2, ge=0, le=1)
     first_pass_max_creates: int | None = Field(None, ge=0)  # None: no limit on a new database's first pass
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        return _check_crontab(value)
 
 
 class RetryConfig(Section):
@@ -343,6 +352,40 @@ def _check_jmespath(expression: str | None) -> str | None:
     return expression
 
 
+def _check_crontab(expression: str | None) -> str | None:
+    """A crontab expression (five fields, evaluated in UTC) as the daemon's scheduler reads it; one
+    that never fires (e.g. 30 February) is refused too, it would silently stop the service."""
+    if expression is None or not expression.strip():
+        return None
+    from datetime import UTC, datetime
+
+    from apscheduler.triggers.cron import CronTrigger  # only when a cron is configured
+
+    shown = repr(expression) if len(expression) <= 64 else repr(expression[:64]) + "..."
+    try:
+        trigger = CronTrigger.from_crontab(expression, timezone=UTC)
+    except Exception as exc:  # ValueError mostly; whatever apscheduler raises, it is not a crontab
+        raise ValueError(
+            f"not a valid crontab expression {shown} ({_first_line(exc)}); expected five fields: minute hour day month weekday, e.g. '*/5 * * * *'"
+        ) from None
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ValueError(f"the crontab expression {shown} never fires")
+    return expression
+
+
+def _zone_problem(value: Any) -> str | None:
+    """Why `value` is not an IANA time zone name, or None when it is one (the rule of item validation)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(value, str) or not value:
+        return f"expected an IANA time zone name such as Europe/Stockholm (got {_shown_input(value)})"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return f"unknown IANA time zone {_shown_input(value)}; expected a name such as Europe/Stockholm"
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -416,6 +459,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str,
     else:
         origin = "config"
         base = Path.cwd()
+    _warn_unknown_environment()
     try:
         settings = Settings(**data)
     except ValidationError as exc:
@@ -532,9 +576,13 @@ def _warn_if_exposed(file: Path, mode: int, data: dict[str, Any]) -> None:
 
 
 def format_validation_error(exc: ValidationError, origin: str) -> str:
-    """One line per problem: `key.path: what was expected (got <type>)`. Input values are never shown:
-    they may be secrets."""
+    """One line per problem: `key.path: what was expected (got <value>)`. The value is shown only for
+    keys that cannot hold a secret (`_may_hold_secret`; for those only its type), and never for an
+    unknown key (a misspelt `app_kye` holds the key). A value from the environment names its
+    variable (`from CONNECTOR_SYNC__CONCURRENCY`); the heading then names the environment, not the file."""
     lines = []
+    sources = set()
+    environment = _environment_names()
     for error in exc.errors(include_url=False, include_input=True):
         loc = [str(part) for part in error["loc"]]
         # Discriminated unions add the tag to the location (`source.http.url`): drop it.
@@ -542,8 +590,8 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
             loc.pop(1)
         if len(loc) > 2 and loc[:2] == ["source", "auth"] and loc[2] in ("bearer", "basic", "header"):
             loc.pop(2)
-        key = ".".join(loc) or "(top level)"
         kind = error["type"]
+        got: str | None = None
         if kind == "extra_forbidden":
             message = "unknown key"
         elif kind == "missing":
@@ -552,15 +600,83 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
             message = _tag_message(error)
         elif kind == "config_problem":  # a problem inside a table, e.g. one header of source.headers
             ctx = error.get("ctx") or {}
-            key, message = f"{key}.{ctx.get('key', '?')}", str(ctx.get("problem", ""))
+            loc.append(str(ctx.get("key", "?")))
+            message = str(ctx.get("problem", ""))
         else:
             message = error["msg"].removeprefix("Value error, ")
-            got = error.get("input")
-            if got is not None and kind not in ("value_error",):
-                message += f" (got {type(got).__name__})"
-        lines.append(f"{key}: {message}")
+            value = error.get("input")
+            if _may_hold_secret(loc):
+                got = type(value).__name__ if value is not None and kind != "value_error" else None
+            elif isinstance(value, str | int | float) and not (kind == "value_error" and ("got " in message or _shown_input(value) in message)):
+                got = _shown_input(value)
+            elif value is not None and kind != "value_error":
+                got = type(value).__name__
+        variable = _environment_variable(loc, environment)
+        sources.add("environment" if variable else "file")
+        detail = " ".join(part for part in (f"got {got}" if got else "", f"from {variable}" if variable else "") if part)
+        key = ".".join(loc) or "(top level)"
+        lines.append(f"{key}: {message}" + (f" ({detail})" if detail else ""))
     plural = "s" if len(lines) > 1 else ""
-    return f"{origin}: invalid configuration ({len(lines)} problem{plural}):\n  " + "\n  ".join(lines)
+    where = "the environment" if sources == {"environment"} else f"{origin} and the environment" if len(sources) > 1 else origin
+    return f"{where}: invalid configuration ({len(lines)} problem{plural}):\n  " + "\n  ".join(lines)
+
+
+# Keys whose values are never shown in a message, nor those of the tables holding them: the
+# credentials, the values of source.headers (often an API key), the source URL (may carry a token).
+NEVER_SHOWN = (
+    ("jobylon", "app_key"),
+    ("jobylon", "app_id"),
+    ("alerts", "webhook_url"),
+    ("source", "url"),
+    ("source", "auth"),
+    ("source", "headers"),
+)
+
+
+def _may_hold_secret(loc: list[str]) -> bool:
+    here = tuple(loc)
+    return any(here[: len(path)] == path or path[: len(here)] == here for path in NEVER_SHOWN)
+
+
+def _shown_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:60] + "..."
+
+
+# -- the environment ---------------------------------------------------------------------------
+
+KNOWN_VARIABLES = {CONFIG_ENV_VAR, "CONNECTOR_CRASH_AT"}  # the config file; the crash tests' hook
+
+
+def _environment_names() -> dict[str, str]:
+    """The CONNECTOR_* variables set, upper-cased (pydantic-settings matches them case-insensitively)
+    -> their names as set."""
+    return {name.upper(): name for name in os.environ if name.upper().startswith(ENV_PREFIX)}
+
+
+def _environment_variable(loc: list[str], names: dict[str, str]) -> str | None:
+    """The variable that set the value at `loc` (or a table holding it, as JSON), if one did: the
+    environment overrides the file."""
+    for length in range(len(loc), 0, -1):
+        name = names.get((ENV_PREFIX + "__".join(loc[:length])).upper())
+        if name is not None and name.upper() not in KNOWN_VARIABLES:
+            return name
+    return None
+
+
+def _warn_unknown_environment() -> None:
+    """A CONNECTOR_* variable that names no section is ignored by pydantic-settings: say so, naming it
+    (never its value), since it is almost always a misspelt override (`CONNECTOR_SYNC_INTERVAL`)."""
+    sections = {(ENV_PREFIX + name).upper() for name in Settings.model_fields}
+    for upper, name in sorted(_environment_names().items()):
+        if upper in KNOWN_VARIABLES or upper.split("__")[0] in sections:
+            continue
+        log.warning(
+            "%s: unknown environment variable, ignored; a config override is named %s<SECTION>__<KEY> with a section of %s",
+            name,
+            ENV_PREFIX,
+            ", ".join(Settings.model_fields),
+        )
 
 
 def _tag_message(error: Any) -> str:

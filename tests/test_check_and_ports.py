@@ -11,6 +11,15 @@ from conftest import Harness, item, run_cli
 from connector.sandbox.directory import DEMO_APP_ID
 
 
+def assert_config_error(result, *expected: str) -> None:
+    """Exit 2, one `error: ...` message (a config's problems are listed under its heading), no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("error: ") == 1, result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+
+
 def assert_one_line_exit_2(result, line: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == line, result.stderr
@@ -24,6 +33,46 @@ def listening():
     holder.listen()
     yield holder.getsockname()[1]
     holder.close()
+
+
+# 8. `connector check` says "config is valid" only for a config the service can run with.
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "expected"),
+    [
+        ("sync", {"cron": "every five minutes"}, "sync.cron: not a valid crontab expression 'every five minutes'"),
+        ("sync", {"cron": "0 0 30 2 *"}, "sync.cron: the crontab expression '0 0 30 2 *' never fires"),
+        ("mapping", {"defaults": {"timezone": "Nowhere/Land"}}, "mapping.defaults.timezone: unknown IANA time zone 'Nowhere/Land'"),
+        ("jobylon", {"app_key": ""}, "jobylon.app_key: is empty"),
+    ],
+    ids=["cron-words", "cron-never-fires", "default-zone", "blank-app-key"],
+)
+def test_check_refuses_what_the_service_would_trip_over(tmp_path, sandbox, section, values, expected):
+    h = Harness(tmp_path, sandbox, **{section: values})
+    try:
+        h.write([item("A")])
+        result = run_cli("--config", str(h.config_file()), "check")
+        assert_config_error(result, expected)
+        assert "config is valid" not in result.stdout
+        assert sandbox.stats()["requests"] == 0, "nothing reaches Jobylon"
+    finally:
+        h.close()
+
+
+def test_check_shows_the_schedule_and_that_cron_runs_in_utc(tmp_path, sandbox):
+    h = Harness(tmp_path, sandbox, sync={"cron": "0 * * * *"})
+    try:
+        h.write([item("A")])
+        result = run_cli("--config", str(h.config_file()), "check")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "schedule: cron '0 * * * *' in UTC; next runs at " in result.stdout
+        assert result.stdout.count(":00 UTC") == 2, result.stdout
+        h.data["sync"] = {"interval_seconds": 120, "jitter_seconds": 5}
+        result = run_cli("--config", str(h.config_file()), "check")
+        assert "schedule: every 120 s plus up to 5 s of jitter" in result.stdout, result.stdout
+    finally:
+        h.close()
 
 
 # 9. A port in use: one line naming the address and where the port came from, exit 2 (systemd's
