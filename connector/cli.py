@@ -132,7 +132,11 @@ def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, al
 
 
 def _run_with_progress(engine: Any, options: PassOptions) -> PassResult:
-    """A progress bar on a terminal; plain log lines (one per action) otherwise."""
+    """A progress bar on a terminal; plain log lines (one per action) otherwise.
+
+    Above the bar only failures are logged (a line per call would bury it: 3,000 lines for 3,000
+    creates); `-v` shows every call there too. The service's log (`connector run`) keeps them all.
+    """
     if not sys.stderr.isatty():
         return engine.run_pass(options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -154,9 +158,16 @@ def _run_with_progress(engine: Any, options: PassOptions) -> PassResult:
         # point the log handlers at it so log lines do not tear the bar.
         handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
         previous = [h.setStream(sys.stderr) for h in handlers]
+        context = click.get_current_context(silent=True)
+        state = context.find_object(CliState) if context is not None else None
+        per_call = logging.getLogger("connector.executor")  # INFO for a done call, WARNING for a failure
+        level = per_call.level
+        if not (state is not None and state.verbose):
+            per_call.setLevel(logging.WARNING)
         try:
             return engine.run_pass(options)
         finally:
+            per_call.setLevel(level)
             for handler, stream in zip(handlers, previous, strict=True):
                 if stream is not None:
                     handler.setStream(stream)
@@ -347,7 +358,7 @@ def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool,
         else:
             oncall.prepare_recreate(engine.store, remote_id)
             result = engine.run_pass(PassOptions(full=True, only=frozenset({remote_id}), replay=True))
-            views.console().print(views.replay_table(result, [remote_id]))
+            views.console().print(views.replay_table(result, [remote_id], title="resolve --recreate"))
             sys.exit(result.exit_code)
 
 

@@ -148,7 +148,9 @@ class Daemon:
             settings = load_settings(self.config_path)
             validate_schedule(settings)
         except ConfigError as exc:
-            log.error("SIGHUP: the new config is invalid, keeping the old one: %s", exc)
+            # One line: the error holds a line per problem, which a log line would show as a literal \n.
+            problems = str(exc).replace(":\n  ", ": ").replace("\n  ", "; ").replace("\n", "; ")
+            log.error("SIGHUP: the new config is invalid, keeping the old one: %s", problems)
             return False
         if settings.state.path != self.settings.state.path:
             log.error("SIGHUP: state.path cannot change while running (%s); keeping the old config", settings.state.path)

@@ -100,12 +100,13 @@ def run_demo(keep: str | None = None, console: Console | None = None) -> int:
             with open_engine(settings) as engine:
 
                 def run(title: str, note: str) -> PassResult:
-                    before = sandbox.stats()["requests"]
-                    result = engine.run_pass(PassOptions(full=True))
-                    sent = sandbox.stats()["requests"] - before
+                    # The heading first: the pass's own log lines (warnings, on stderr) belong under it.
                     out.print()
                     out.rule(title)
                     out.print(note)
+                    before = sandbox.stats()["requests"]
+                    result = engine.run_pass(PassOptions(full=True))
+                    sent = sandbox.stats()["requests"] - before
                     out.print(summary_table(result, f"{title}: {result.outcome}, {sent} request(s) reached Jobylon"))
                     for action in result.results:
                         if action.outcome != "skipped":

@@ -17,6 +17,23 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace("\x1b", "\\x1b")
 
 
+class SchedulerWords(logging.Filter):
+    """APScheduler's 'Execution of job "sync pass ..." skipped: maximum number of running instances
+    reached (1)', which it logs whenever a poll comes due while the pass is still running, said
+    in our words instead: one line per skipped poll, naming the cause and what follows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("apscheduler") and "maximum number of running instances" in str(record.msg):
+            record.name = "connector.daemon"
+            record.msg = (
+                "poll skipped: the previous pass is still running (passes never overlap; the next poll is on schedule). "
+                "If this repeats, a pass takes longer than the schedule's interval"
+            )
+            record.args = ()
+            record.event = "poll_skipped"
+        return True
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -47,6 +64,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(fmt: str = "text", level: str = "INFO", redactor: Redactor | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(SchedulerWords())
     handler.addFilter(RedactingFilter(redactor or Redactor()))
     root = logging.getLogger()
     for old in list(root.handlers):

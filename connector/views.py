@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.table import Table
 
 from connector.plan import Plan
@@ -15,16 +17,30 @@ from connector.results import COUNT_NAMES, PassResult
 SUMMARY_COLUMNS = ("created", "updated", "recreated", "deleted", "unchanged", "invalid", "failed")
 
 
-def summary_table(result: PassResult, title: str | None = None) -> Table:
-    table = Table(title=title or f"pass {result.run_id if result.run_id is not None else '(dry run)'}: {result.outcome}")
+def summary_table(result: PassResult, title: str | None = None) -> Fitted:
+    """One row of counts; where that row would not fit, one line per count."""
     columns = list(SUMMARY_COLUMNS)
     for extra in ("in_doubt", "skipped", "held_back"):
         if result.counts.get(extra):
             columns.append(extra)
-    for name in columns:
-        table.add_column(name.replace("_", " "), justify="right")
-    table.add_row(*(str(result.counts.get(name, 0)) for name in columns))
-    return table
+    names = [name.replace("_", " ") for name in columns]
+    values = [str(result.counts.get(name, 0)) for name in columns]
+    heading = title or f"pass {result.run_id if result.run_id is not None else '(dry run)'}: {result.outcome}"
+
+    def build(width: int) -> Table:
+        table = Table(title=heading)
+        if sum(max(len(n), len(v)) + 3 for n, v in zip(names, values, strict=True)) + 1 <= width:
+            for name in names:
+                table.add_column(name, justify="right")
+            table.add_row(*values)
+        else:
+            table.add_column("count")
+            table.add_column("", justify="right")
+            for name, value in zip(names, values, strict=True):
+                table.add_row(name, value)
+        return table
+
+    return Fitted(build)
 
 
 def plan_rows(planned: Plan) -> list[dict[str, Any]]:
@@ -37,36 +53,68 @@ def plan_rows(planned: Plan) -> list[dict[str, Any]]:
     return rows
 
 
+class Fitted:
+    """A table built for the width it is printed at: a terminal's own, 80 columns included, or a
+    pipe's 120 (`console()`); columns of low value are left out on a narrow one."""
+
+    def __init__(self, build: Callable[[int], Table]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        yield self.build(options.max_width)
+
+
+def _id_column(table: Table, name: str, max_width: int | None = None) -> None:
+    """Ids stay on one line: cut with an ellipsis if the terminal is too narrow, never folded."""
+    table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=max_width)
+
+
 def plan_table(planned: Plan) -> Table:
     table = Table(title=f"plan: {len(planned.calls)} call(s), {planned.unchanged} unchanged")
-    for column in ("action", "remote id", "event id", "reason"):
-        table.add_column(column)
+    table.add_column("action", no_wrap=True)
+    _id_column(table, "remote id")
+    _id_column(table, "event id")
+    table.add_column("reason", overflow="fold")
     for row in plan_rows(planned):
         table.add_row(row["action"], row["remote_id"], "" if row["event_id"] is None else str(row["event_id"]), row["reason"] or "")
     return table
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table(title="last runs")
-    for column in ("id", "started (UTC)", "ms", "outcome", "fetch", "counts", "error"):
-        table.add_column(column, overflow="fold")
-    for run in runs:
-        counts = run["counts"] or {}
-        table.add_row(
-            str(run["id"]),
-            (run["started_at"] or "")[:19].replace("T", " "),
-            "" if run["duration_ms"] is None else str(run["duration_ms"]),
-            run["outcome"] or "",
-            {True: "complete", False: "changes", None: ""}[run["complete_fetch"]],
-            ", ".join(f"{name.replace('_', ' ')} {counts[name]}" for name in (*COUNT_NAMES, "held_back") if counts.get(name)),
-            (run["error"] or "")[:160],
-        )
-    return table
+def runs_table(runs: list[dict[str, Any]]) -> Fitted:
+    """The last runs; under 100 columns without the fetch kind and the duration, the start without its year."""
+
+    def build(width: int) -> Table:
+        narrow = width < 100
+        table = Table(title="last runs")
+        columns = ("id", "started (UTC)", "outcome") if narrow else ("id", "started (UTC)", "ms", "outcome", "fetch")
+        for column in columns:
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        for column in ("counts", "error"):
+            table.add_column(column, overflow="fold", ratio=1)
+        for run in runs:
+            counts = run["counts"] or {}
+            cells = {
+                "id": str(run["id"]),
+                "started (UTC)": (run["started_at"] or "")[5 if narrow else 0 : 19].replace("T", " "),
+                "ms": "" if run["duration_ms"] is None else str(run["duration_ms"]),
+                "outcome": run["outcome"] or "",
+                "fetch": {True: "complete", False: "changes", None: ""}[run["complete_fetch"]],
+            }
+            table.add_row(
+                *(cells[column] for column in columns),
+                ", ".join(f"{name.replace('_', ' ')} {counts[name]}" for name in (*COUNT_NAMES, "held_back") if counts.get(name)),
+                (run["error"] or "")[:160],
+            )
+        return table
+
+    return Fitted(build)
 
 
-def counts_table(title: str, counts: dict[str, int]) -> Table:
+def counts_table(title: str, counts: dict[str, int], key: str | None = None) -> Table:
+    """Counts per key; the key column says what is counted (`key`, by default "kind" for a table
+    of failures, else "state")."""
     table = Table(title=title)
-    table.add_column("state")
+    table.add_column(key or ("kind" if "failures" in title else "state"))
     table.add_column("count", justify="right")
     for key, value in counts.items():
         table.add_row(key, str(value))
@@ -81,29 +129,69 @@ def print_json(document: Any) -> None:
 
 def console(stderr: bool = False) -> Console:
     """A terminal gets its own width; a pipe or a log file gets 120 columns, wide enough for
-    every table here without cutting a column name."""
+    every table here without cutting a column name. An explicit COLUMNS counts for a pipe too."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, soft_wrap=False, width=None if stream.isatty() else 120)
+    explicit = os.environ.get("COLUMNS", "").isdigit()  # COLUMNS=80 connector failures list | less
+    return Console(stderr=stderr, soft_wrap=False, width=None if stream.isatty() or explicit else 120)
 
 
-def failures_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=f"{title}: {len(rows)}")
-    for column in ("id", "remote id", "action", "kind", "http", "attempts", "last", "next attempt"):
-        table.add_column(column, no_wrap=column not in ("remote id", "next attempt"), overflow="fold")
-    table.add_column("message", overflow="fold", ratio=1)
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["remote_id"],
-            row["action"],
-            row["kind"],
-            "" if row["http_status"] is None else str(row["http_status"]),
-            str(row["attempts"]),
-            (row["last_at"] or "")[5:19].replace("T", " "),
-            "resolved " + row["resolved_at"][5:19].replace("T", " ") if row["resolved_at"] else (row["next_attempt_at"] or "")[5:19].replace("T", " "),
-            (row["message"] or "")[:160],
-        )
-    return table
+# The failure list's columns by value, each shown from a terminal width on: what to look at
+# (`failures show ID`), whose, what kind, how often, and why come first; the message takes the rest.
+FAILURE_COLUMNS = (
+    ("id", 0),
+    ("remote id", 0),
+    ("kind", 0),
+    ("attempts", 0),
+    ("action", 100),
+    ("last", 120),
+    ("http", 150),  # the message names the HTTP status too
+    ("next attempt", 150),
+)
+MESSAGE_MIN_WIDTH = 20  # narrower, a message is fragments
+
+
+def _short_time(value: str | None) -> str:
+    return (value or "")[5:19].replace("T", " ")
+
+
+def failures_table(rows: list[dict[str, Any]], title: str) -> Fitted:
+    """The failure list, fitted to the width it is printed at (see FAILURE_COLUMNS)."""
+
+    cells = [
+        {
+            "id": str(row["id"]),
+            "remote id": row["remote_id"],
+            "kind": row["kind"],
+            "attempts": str(row["attempts"]),
+            "action": row["action"],
+            "last": _short_time(row["last_at"]),
+            "http": "" if row["http_status"] is None else str(row["http_status"]),
+            "next attempt": "resolved " + _short_time(row["resolved_at"]) if row["resolved_at"] else _short_time(row["next_attempt_at"]),
+            "message": (row["message"] or "")[:160],
+        }
+        for row in rows
+    ]
+
+    def build(width: int) -> Table:
+        table = Table(title=f"{title}: {len(rows)}")
+        shown = [name for name, from_width in FAILURE_COLUMNS if width >= from_width]
+        # Every column but the remote id and the message is as wide as its widest cell; the remote id
+        # gets what is left after a readable message (cut with an ellipsis past that), the message the rest.
+        fixed = sum(max(len(name), *(len(c[name]) for c in cells)) for name in shown if name != "remote id")
+        borders = 3 * (len(shown) + 1) + 1
+        for name in shown:
+            if name == "remote id":
+                _id_column(table, name, max_width=max(len(name), width - borders - fixed - MESSAGE_MIN_WIDTH))
+            elif name == "id":
+                _id_column(table, name)
+            else:
+                table.add_column(name, no_wrap=True, justify="right" if name in ("attempts", "http") else "left")
+        table.add_column("message", overflow="fold", ratio=1)
+        for c in cells:
+            table.add_row(*(c[name] for name in shown), c["message"])
+        return table
+
+    return Fitted(build)
 
 
 def failure_panel(document: dict[str, Any]) -> Table:
@@ -117,10 +205,14 @@ def failure_panel(document: dict[str, Any]) -> Table:
     return table
 
 
-def replay_table(result: PassResult, remote_ids: list[str]) -> Table:
-    table = Table(title=f"replay: {result.outcome}")
-    for column in ("remote id", "action", "outcome", "event id", "detail"):
-        table.add_column(column, overflow="fold")
+def replay_table(result: PassResult, remote_ids: list[str], title: str = "replay") -> Table:
+    """What a replay (or `resolve --recreate`, named by `title`) did per remote id."""
+    table = Table(title=f"{title}: {result.outcome}")
+    _id_column(table, "remote id")
+    table.add_column("action", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    _id_column(table, "event id")
+    table.add_column("detail", overflow="fold")
     seen = set()
     for action in result.results:
         seen.add(action.remote_id)
