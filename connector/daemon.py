@@ -30,7 +30,7 @@ from connector.engine import Engine, PassOptions, build_redactor
 from connector.errors import ConfigError, LockedError
 from connector.executor import CrashPoint
 from connector.logs import setup_logging
-from connector.metrics import Metrics, MetricsServer
+from connector.metrics import Metrics, MetricsServer, PassSchedule
 from connector.results import PassResult, is_success
 from connector.store import ProcessLock, Store
 
@@ -90,7 +90,9 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_reload_signal)
         if self.settings.observability.metrics_port:
-            self.metrics_server = MetricsServer(self.metrics, self.settings.observability.metrics_port, self.settings.sync.interval_seconds).start()
+            # a port in use is a ConfigError (exit 2), raised before the first pass
+            schedule = PassSchedule.of(self.settings.sync)
+            self.metrics_server = MetricsServer(self.metrics, self.settings.observability.metrics_port, schedule=schedule).start()
             log.info("metrics on http://127.0.0.1:%d/metrics and /healthz", self.metrics_server.port)
         self.scheduler.add_job(
             self._poll,
@@ -159,6 +161,8 @@ class Daemon:
         log.info("SIGHUP: new config validated; it applies from the next pass")
         if settings.sync != self.settings.sync:
             self.scheduler.reschedule_job("poll", trigger=make_trigger(settings))
+            if self.metrics_server is not None:  # /healthz judges by the schedule the passes now follow
+                self.metrics_server.set_schedule(PassSchedule.of(settings.sync))
         return True
 
     def _apply_pending_settings(self) -> None:

@@ -293,3 +293,93 @@ def test_schedule_from_interval_or_cron_and_a_bad_cron_is_a_config_error(tmp_pat
         assert result.returncode == 2 and "sync.cron" in result.stderr
     finally:
         h.close()
+
+
+# Issue 13, item 10: /healthz judges by the schedule the passes actually follow: a cron's own gaps,
+# and after SIGHUP the new schedule.
+
+
+def test_healthz_follows_the_cron_not_the_unused_interval(daemon_harness):
+    h = daemon_harness
+    port = free_port()
+    h.data["observability"] = {"metrics_port": port}
+    h.data["sync"]["cron"] = "0 0 1 1 *"  # once a year; interval_seconds = 1 stays set and unused
+    h.write([item("A")])
+    d = h.start_daemon()
+    wait_for(lambda: len(h.jobylon_events()) == 1, what="the pass at start")
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz"), what="healthy after the first pass")
+    time.sleep(4)  # more than three of the unused 1 s intervals
+    health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    assert health.status_code == 200, health.text
+    assert health.json()["schedule"] == "cron '0 0 1 1 *' in UTC"
+    assert health.json()["healthy_until"].endswith("-01-01T00:00:00+00:00")
+    assert d.stop() == 0
+
+
+def test_healthz_follows_the_schedule_a_sighup_brings(daemon_harness):
+    h = daemon_harness
+    port = free_port()
+    h.data["observability"] = {"metrics_port": port}
+    h.write([item("A")])
+    d = h.start_daemon()
+    wait_for(lambda: len(h.jobylon_events()) == 1, what="first sync")
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz"), what="healthy")
+    h.data["sync"]["interval_seconds"] = 3600
+    h.config_file()
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "new config validated" in d.log(), what="the reload")
+    passes = len(d.runs())
+    time.sleep(4)  # more than three of the old 1 s intervals, far less than one new one
+    assert len(d.runs()) <= passes + 1, "the new interval applies"
+    health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    assert health.status_code == 200, health.text
+    assert health.json()["schedule"] == "every 3600 s"
+    assert d.stop() == 0
+
+
+def test_health_verdict_counts_a_crons_own_runs():
+    from datetime import datetime, timedelta
+
+    from connector.metrics import Metrics, PassSchedule
+
+    metrics = Metrics()
+    hourly = PassSchedule(cron="0 * * * *")
+    metrics.last_pass_end = datetime(2026, 3, 2, 10, 5, tzinfo=UTC)  # a Monday
+    assert metrics.health(hourly, now=datetime(2026, 3, 2, 10, 25, tzinfo=UTC))[0], "20 minutes after an hourly pass is healthy"
+    assert metrics.health(hourly, now=datetime(2026, 3, 2, 12, 59, tzinfo=UTC))[0], "two runs missed"
+    healthy, body = metrics.health(hourly, now=datetime(2026, 3, 2, 13, 0, 1, tzinfo=UTC))
+    assert not healthy and body["reason"] == (
+        "no pass ended since 2026-03-02T10:05:00+00:00: 3 runs of cron '0 * * * *' in UTC were due by 2026-03-02T13:00:00+00:00"
+    )
+    weekdays = PassSchedule(cron="0 9 * * mon-fri")
+    metrics.last_pass_end = datetime(2026, 3, 6, 9, 5, tzinfo=UTC)  # a Friday
+    assert metrics.health(weekdays, now=datetime(2026, 3, 9, 12, 0, tzinfo=UTC))[0], "the weekend is no gap"
+    assert metrics.health(weekdays, now=datetime(2026, 3, 11, 8, 59, tzinfo=UTC))[0]
+    assert not metrics.health(weekdays, now=datetime(2026, 3, 11, 9, 0, 1, tzinfo=UTC))[0], "Monday, Tuesday and Wednesday missed"
+    jittered = PassSchedule(interval_seconds=10, jitter_seconds=5)
+    metrics.last_pass_end = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert metrics.health(jittered, now=metrics.last_pass_end + timedelta(seconds=44))[0]
+    healthy, body = metrics.health(jittered, now=metrics.last_pass_end + timedelta(seconds=46))
+    assert not healthy and body["reason"] == "no pass ended in the last 45 s (3 intervals of 15 s)"
+
+
+def test_a_changed_schedule_is_judged_from_the_change():
+    from datetime import datetime, timedelta
+
+    from connector.metrics import Metrics, MetricsServer, PassSchedule
+
+    metrics = Metrics()
+    server = MetricsServer(metrics, 0, schedule=PassSchedule(cron="0 * * * *")).start()
+    try:
+        metrics.observe_pass(None, 0.1, {}, 0)
+        metrics.last_pass_end = datetime.now(UTC) - timedelta(minutes=50)
+        assert requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
+        server.set_schedule(PassSchedule(interval_seconds=60))  # SIGHUP: every minute from now on
+        assert server.schedule == PassSchedule(interval_seconds=60)
+        answer = requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
+        assert answer.status_code == 200, "the first pass of the new schedule is not due yet"
+        assert answer.json()["schedule"] == "every 60 s"
+        schedule, since = server._expected
+        assert not metrics.health(schedule, now=since + timedelta(seconds=181), since=since)[0]
+    finally:
+        server.stop()
