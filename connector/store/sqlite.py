@@ -16,18 +16,27 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlite_utils import Database
 
 from connector.clock import iso, parse_iso, utcnow
 from connector.plan import Known
 from connector.redact import Redactor
-from connector.store.file import backup, explain, secure_path
+from connector.store.file import ProcessLock, backup, explain, secure_path
 from connector.store.records import EventRow, EventState, FailureRecord, FailureRow, Intent, OperationRow, RunRow
 from connector.store.schema import SCHEMA_VERSION, migrations
 
 CHUNK = 500  # ids per IN (...) query, below SQLite's variable limit
+# Standard SQL only below this module's engine parts (__init__, transaction, _query, _errors):
+# connector.store.postgres runs the same statements on PostgreSQL.
+SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+
+
+class Runner(Protocol):
+    """What the SQL below needs of a connection: sqlite-utils' Database, or the PostgreSQL adapter."""
+
+    def execute(self, sql: str, parameters: Any = ...) -> Any: ...
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
@@ -40,12 +49,17 @@ def _marks(values: Iterable[Any]) -> str:
 
 
 class Store:
+    """The state in a SQLite file. `location` names it in messages; `pass_lock()` is the lock a
+    pass or a repair holds (docs/design.md §7, Locks)."""
+
     backup_path: Path | None = None
+    engine = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str], *, redactor: Redactor | None = None, create: bool = True) -> None:
         """Open (with `create`, make) the database and apply pending migrations. Any problem with the
         file or SQLite is a StateError naming the path and what to do."""
         self.path = Path(path)
+        self.location = str(self.path)
         self.redactor = redactor or Redactor()
         self._lock = threading.RLock()
         secure_path(self.path, create=create)
@@ -58,7 +72,7 @@ class Store:
                 if migrations.pending(self.db) and self.db["events"].exists():
                     self.backup_path = backup(conn, self.path)
                 migrations.apply(self.db)
-                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                self.db.execute(SET_META, ["schema_version", str(SCHEMA_VERSION)])
                 self.db.conn.commit()
         except BaseException:
             conn.close()
@@ -66,6 +80,9 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def pass_lock(self) -> ProcessLock:
+        return ProcessLock(self.path)
 
     @contextmanager
     def _sqlite_errors(self) -> Iterator[None]:
@@ -75,13 +92,17 @@ class Store:
             raise explain(self.path, exc) from None
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Any]:
         with self._lock, self._sqlite_errors(), self.db.atomic():
             yield self.db
 
     def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         with self._lock, self._sqlite_errors():
             return list(self.db.query(sql, params))
+
+    def _tuples(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self._lock, self._sqlite_errors():
+            return [tuple(row) for row in self.db.execute(sql, params)]
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -91,7 +112,7 @@ class Store:
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [key, value])
+            db.execute(SET_META, [key, value])
 
     # -- what we know ------------------------------------------------------------------------
 
@@ -109,20 +130,19 @@ class Store:
         else:
             batches = [(f"{sql} WHERE e.remote_id IN ({_marks(chunk)})", chunk) for chunk in _chunks(list(dict.fromkeys(remote_ids)))]
         result: dict[str, Known] = {}
-        with self._lock, self._sqlite_errors():
-            for query, params in batches:
-                for row in self.db.execute(query, params):
-                    result[row[0]] = Known(
-                        remote_id=row[0],
-                        event_id=row[1],
-                        status=row[2],
-                        mutable_hash=row[3],
-                        fixed_hash=row[4],
-                        ends_at_utc=parse_iso(row[5]),
-                        failure_kind=row[6],
-                        next_attempt_at=parse_iso(row[7]),
-                        failed_content_hash=row[8],
-                    )
+        for query, params in batches:
+            for row in self._tuples(query, params):
+                result[row[0]] = Known(
+                    remote_id=row[0],
+                    event_id=row[1],
+                    status=row[2],
+                    mutable_hash=row[3],
+                    fixed_hash=row[4],
+                    ends_at_utc=parse_iso(row[5]),
+                    failure_kind=row[6],
+                    next_attempt_at=parse_iso(row[7]),
+                    failed_content_hash=row[8],
+                )
         return result
 
     def count_live_events(self) -> int:
@@ -143,8 +163,7 @@ class Store:
 
     def start_run(self, started_at: datetime) -> int:
         with self.transaction() as db:
-            cursor = db.execute("INSERT INTO runs(started_at, outcome) VALUES (?, 'running')", [iso(started_at)])
-            return int(cursor.lastrowid or 0)
+            return int(db.execute("INSERT INTO runs(started_at, outcome) VALUES (?, 'running') RETURNING id", [iso(started_at)]).fetchone()[0])
 
     def finish_run(
         self,
@@ -175,7 +194,7 @@ class Store:
                 ],
             )
             if mark_complete_fetch:
-                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_complete_fetch_at', ?)", [iso(finished_at)])
+                db.execute(SET_META, ["last_complete_fetch_at", iso(finished_at)])
 
     def close_unfinished_runs(self, now: datetime, *, outcome: str, error: str) -> int:
         """Close run records left `running` by a process that died (the caller holds the pass lock)."""
@@ -205,10 +224,11 @@ class Store:
     ) -> Intent:
         request = self.redactor.data(request) if request is not None else None
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._fence(db)
+            intent_id = db.execute(
+                "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [run_id, remote_id, action, method, event_id, json.dumps(request) if request is not None else None, content_hash, iso(now), os.getpid()],
-            )
+            ).fetchone()[0]
             if method == "POST":
                 # A create in flight: the row exists (status pending, no event id) so a crash
                 # leaves a trace even for an interview we never mapped before.
@@ -217,7 +237,11 @@ class Store:
                        ON CONFLICT(remote_id) DO UPDATE SET event_id = NULL, status = 'pending'""",
                     [remote_id],
                 )
-            return Intent(int(cursor.lastrowid or 0), run_id, remote_id, action, method, event_id, request, content_hash, now)
+            return Intent(int(intent_id), run_id, remote_id, action, method, event_id, request, content_hash, now)
+
+    def _fence(self, db: Any) -> None:
+        """Refuse an intent from a writer that lost its lease: nothing to check with one process per
+        SQLite file; the PostgreSQL store checks the writer's epoch here."""
 
     def record_success(self, intent: Intent, *, state: EventState, http_status: int | None, now: datetime, resolve: bool = True) -> None:
         with self.transaction() as db:
@@ -239,7 +263,7 @@ class Store:
             self._close_intent(db, intent, outcome=outcome, http_status=None, event_id=intent.event_id, message=message, now=now)
 
     def _close_intent(
-        self, db: Database, intent: Intent, *, outcome: str, http_status: int | None, event_id: int | None, message: str | None, now: datetime
+        self, db: Runner, intent: Intent, *, outcome: str, http_status: int | None, event_id: int | None, message: str | None, now: datetime
     ) -> None:
         db.execute("DELETE FROM intents WHERE id = ?", [intent.id])
         db.execute(
@@ -258,7 +282,7 @@ class Store:
             ],
         )
 
-    def _put_event(self, db: Database, remote_id: str, state: EventState, now: datetime) -> None:
+    def _put_event(self, db: Runner, remote_id: str, state: EventState, now: datetime) -> None:
         db.execute(
             """INSERT INTO events(remote_id, event_id, status, payload, mutable_hash, fixed_hash, starts_at_utc, ends_at_utc,
                                   first_synced_at, last_synced_at, source_updated_at)
@@ -283,7 +307,7 @@ class Store:
             },
         )
 
-    def _upsert_failure(self, db: Database, remote_id: str, action: str, failure: FailureRecord, now: datetime, *, only_if_changed: bool = False) -> bool:
+    def _upsert_failure(self, db: Runner, remote_id: str, action: str, failure: FailureRecord, now: datetime, *, only_if_changed: bool = False) -> bool:
         """Open a failure for this remote id, or update its open one; returns False when
         `only_if_changed` and the open failure already says the same (same kind, action and content)."""
         request = json.dumps(self.redactor.data(failure.request)) if failure.request is not None else None
@@ -316,7 +340,7 @@ class Store:
             )
         return True
 
-    def _resolve_failures(self, db: Database, remote_id: str, now: datetime) -> None:
+    def _resolve_failures(self, db: Runner, remote_id: str, now: datetime) -> None:
         db.execute("UPDATE failures SET resolved_at = ?, next_attempt_at = NULL WHERE remote_id = ? AND resolved_at IS NULL", [iso(now), remote_id])
 
     def record_item_failure(self, remote_id: str, action: str, failure: FailureRecord, now: datetime, *, only_if_changed: bool = False) -> bool:
@@ -413,7 +437,7 @@ class Store:
 
     # -- operator repairs --------------------------------------------------------------------
 
-    def _record_operation(self, db: Database, run_id: int | None, remote_id: str, event_id: int | None, action: str, message: str, now: datetime) -> None:
+    def _record_operation(self, db: Runner, run_id: int | None, remote_id: str, event_id: int | None, action: str, message: str, now: datetime) -> None:
         db.execute(
             "INSERT INTO operations(run_id, remote_id, event_id, action, outcome, message, at, duration_ms) VALUES (?, ?, ?, ?, 'ok', ?, ?, 0)",
             [run_id, remote_id, event_id, action, message, iso(now)],
