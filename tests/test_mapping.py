@@ -91,3 +91,16 @@ def test_items_without_a_readable_remote_id_are_counted_as_unidentified():
     ]
     # Two unidentified items are never taken for duplicates of each other.
     assert mapper.map_all([raw_item(None), raw_item(None)]).unidentified == 2
+
+
+def test_a_broken_record_is_filed_under_the_remote_id_the_source_could_still_read():
+    mapper = Mapper(MappingConfig())  # remote_id = "id", a plain key
+    readable = (("title", "Interview"), ("id", " R7 "))
+    broken = mapper.map_one(BrokenItem("line 3", "not valid JSON", readable=readable), 2)
+    assert (broken.remote_id, broken.index, broken.message) == ("R7", 2, "item: line 3: not valid JSON")  # the id rules apply: stripped
+    assert mapper.map_one(BrokenItem("line 3", "not valid JSON", readable=(("title", "Interview"),)), 2).remote_id is None
+    assert mapper.map_one(BrokenItem("line 3", "not valid JSON", readable=(("id", "  "),)), 2).remote_id is None  # not a valid id
+    # Only a plain key can be read from a broken record: a dotted path or an expression gives no id.
+    for expression in ("meta.id", "ids[0]"):
+        dotted = Mapper(MappingConfig(remote_id=expression))
+        assert dotted.map_one(BrokenItem("line 3", "x", readable=(("id", "R7"), (expression, "R8"), ("meta", "R9"))), 0).remote_id is None
