@@ -11,6 +11,7 @@ the config file's folder (see `resolve_paths`).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -288,6 +289,15 @@ class ObservabilityConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # the address /metrics and /healthz listen on; any but loopback is warned about
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
 
 
 class AlertsConfig(Section):

@@ -92,8 +92,10 @@ class Daemon:
         if self.settings.observability.metrics_port:
             # a port in use is a ConfigError (exit 2), raised before the first pass
             schedule = PassSchedule.of(self.settings.sync)
-            self.metrics_server = MetricsServer(self.metrics, self.settings.observability.metrics_port, schedule=schedule).start()
-            log.info("metrics on http://127.0.0.1:%d/metrics and /healthz", self.metrics_server.port)
+            obs = self.settings.observability
+            self.metrics_server = MetricsServer(self.metrics, obs.metrics_port, host=obs.metrics_host, schedule=schedule).start()
+            shown = f"[{obs.metrics_host}]" if ":" in obs.metrics_host else obs.metrics_host
+            log.info("metrics on http://%s:%d/metrics and /healthz", shown, self.metrics_server.port)
         self.scheduler.add_job(
             self._poll,
             make_trigger(self.settings),

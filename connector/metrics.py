@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
+import logging
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +21,7 @@ from connector.config import SyncConfig
 from connector.errors import ConfigError
 from connector.results import PassResult
 
+log = logging.getLogger("connector.metrics")
 HEALTHY_WITHIN_INTERVALS = 3
 disable_created_metrics()  # the *_created series only add noise for a long-running service
 
@@ -147,8 +151,13 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _QuietServer6(_QuietServer):
+    address_family = socket.AF_INET6
+
+
 class MetricsServer:
-    """`/metrics` (Prometheus text format) and `/healthz` (200 or 503 with a JSON reason) on 127.0.0.1."""
+    """`/metrics` (Prometheus text format) and `/healthz` (200 or 503 with a JSON reason) on 127.0.0.1,
+    or the address `observability.metrics_host` names."""
 
     def __init__(
         self, metrics: Metrics, port: int, interval_seconds: float | None = None, host: str = "127.0.0.1", *, schedule: PassSchedule | None = None
@@ -180,11 +189,23 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        address = ipaddress.ip_address(host)  # observability.metrics_host, checked at load
+        server_class = _QuietServer if address.version == 4 else _QuietServer6
         try:
-            self.server = _QuietServer((host, port), Handler)
+            self.server = server_class((host, port), Handler)
         except OSError as exc:  # before the first pass: the service stays down with exit 2, not a restart loop
             raise ConfigError(bind_problem(host, port, exc, "observability.metrics_port")) from None
         self.port = self.server.server_address[1]
+        self.host = host
+        if not address.is_loopback:
+            where = "every interface" if address.is_unspecified else f"the interface of {host}"
+            log.warning(
+                "observability.metrics_host = %s: /metrics and /healthz listen on %s (port %d), open to whoever can reach it; "
+                "keep the port behind a firewall or a container network",
+                host,
+                where,
+                self.port,
+            )
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
 
     @property
