@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -19,9 +20,12 @@ from connector.sandbox.directory import (
     DEMO_APP_KEY,
     FOREIGN_APPLICATION_IDS,
     FOREIGN_ORGANIZER,
+    NO_CALENDAR_USER,
     OTHER_APP_ID,
     OTHER_APP_KEY,
     PARTNERS,
+    has_calendar,
+    seeded_busy,
 )
 from connector.sandbox.faults import check_faults, check_scripted, choose_fault, default_faults
 from connector.sandbox.state import SandboxState, copy_event
@@ -520,6 +524,96 @@ def test_availability_validation(api):
     assert set(post(api, {}, url).json()) == {"duration_min", "response_format", "query_periods", "participants"}
     backwards = [{"start": "2030-05-02T09:00:00+00:00", "end": "2030-05-01T09:00:00+00:00"}]
     assert "query_periods" in post(api, availability_body(query_periods=backwards), url).json()
+
+
+AVAILABILITY = "/p2/users/calendar-availability/"
+MONDAY = [{"start": "2030-06-03T09:00:00+00:00", "end": "2030-06-03T17:00:00+00:00"}]  # seeded busy calendars that day (UTC):
+# recruiter 12:00-13:00 and 14:00-14:30, hiring manager 11:30-12:30
+
+
+def test_availability_duration_is_jobylons_1_to_480(api):
+    for minutes in (1, 480):
+        assert (
+            post(
+                api, availability_body(duration_min=minutes, query_periods=[{"start": "2030-06-03T00:00:00Z", "end": "2030-06-04T00:00:00Z"}]), AVAILABILITY
+            ).status_code
+            == 200
+        )
+    for minutes in (0, 481, 1440):
+        answer = post(api, availability_body(duration_min=minutes), AVAILABILITY)
+        assert answer.status_code == 400 and answer.json() == {"duration_min": ["Ensure this value is between 1 and 480."]}
+
+
+def test_availability_from_seeded_busy_calendars_all_or_a_count(api):
+    both = [{"email": "recruiter@acme.example"}, {"email": "hiring.manager@acme.example"}]
+
+    def slots(required, response_format="slots"):
+        body = availability_body(participants=[{"members": both, "required": required}], query_periods=MONDAY, response_format=response_format)
+        answer = post(api, body, AVAILABILITY)
+        assert answer.status_code == 200, answer.text
+        return [(s["start"][11:16], s["end"][11:16], len(s["participants"])) for s in answer.json()]
+
+    assert slots("all") == [("09:00", "10:00", 2), ("10:00", "11:00", 2), ("13:00", "14:00", 2), ("14:30", "15:30", 2), ("15:30", "16:30", 2)]
+    assert slots(2) == slots("all") and slots(True) == slots("all")  # a count of every member; the old boolean form
+    assert slots(1) == [
+        ("09:00", "10:00", 2),
+        ("10:00", "11:00", 2),
+        ("11:00", "12:00", 1),
+        ("12:30", "13:30", 1),
+        ("13:30", "14:30", 1),
+        ("14:30", "15:30", 2),
+        ("15:30", "16:30", 2),
+    ]
+    assert slots("all", "periods") == [("09:00", "11:30", 2), ("13:00", "14:00", 2), ("14:30", "17:00", 2)]
+    assert slots(1, "periods") == [
+        ("09:00", "11:30", 2),
+        ("11:30", "12:00", 1),
+        ("12:30", "13:00", 1),
+        ("13:00", "14:00", 2),
+        ("14:00", "14:30", 1),
+        ("14:30", "17:00", 2),
+    ]
+    for bad in (0, 3, "some", 1.5, None):
+        answer = post(api, availability_body(participants=[{"members": both, "required": bad}]), AVAILABILITY)
+        assert answer.status_code == 400 and answer.json() == {"participants": ['Item 0: required must be "all" or a number of members from 1 to 2.']}
+
+
+def test_availability_a_slot_needs_its_members_free_throughout(api):
+    """At least 1 of 2 for 90 minutes: 10:30-12:00 the recruiter alone, 12:30-14:00 the manager alone;
+    never a slot that each is free for only a part of."""
+    group = [{"members": [{"email": "recruiter@acme.example"}, {"email": "hiring.manager@acme.example"}], "required": 1}]
+    period = [{"start": "2030-06-03T10:30:00+00:00", "end": "2030-06-03T14:00:00+00:00"}]
+    answer = post(api, availability_body(duration_min=90, participants=group, query_periods=period, response_format="slots"), AVAILABILITY).json()
+    assert [(s["start"][11:16], s["end"][11:16], s["participants"]) for s in answer] == [
+        ("10:30", "12:00", ["recruiter@acme.example"]),
+        ("12:30", "14:00", ["hiring.manager@acme.example"]),
+    ]
+
+
+def test_availability_refuses_unknown_users_and_users_without_a_calendar(api):
+    def refusal(email):
+        answer = post(api, availability_body(participants=[{"members": [{"email": email}], "required": "all"}]), AVAILABILITY)
+        assert answer.status_code == 400
+        return answer.json()
+
+    assert refusal("nobody@acme.example") == {"participants": ["Item 0: nobody@acme.example is not a Jobylon user."]}
+    assert refusal(NO_CALENDAR_USER) == {"participants": [f"Item 0: {NO_CALENDAR_USER} has no calendar connection."]}
+    assert refusal(FOREIGN_ORGANIZER) == {"participants": [f"Item 0: {FOREIGN_ORGANIZER} is not a user in a customer account available to this partner."]}
+    assert post(api, {**GOOD, "organizer": NO_CALENDAR_USER}).status_code == 201  # a user all the same: may organize events
+
+
+def test_seeded_busy_calendars_directly():
+    monday, saturday = datetime(2030, 6, 3, tzinfo=UTC), datetime(2030, 6, 8, tzinfo=UTC)
+    assert seeded_busy("recruiter@acme.example", monday, monday + timedelta(days=1)) == [
+        (monday + timedelta(hours=12), monday + timedelta(hours=13)),
+        (monday + timedelta(hours=14), monday + timedelta(hours=14, minutes=30)),
+    ]
+    assert seeded_busy("recruiter@acme.example", saturday, saturday + timedelta(days=2)) == []  # weekends are free
+    assert len(seeded_busy("hiring.manager@acme.example", monday, monday + timedelta(days=7))) == 5 + 2  # daily, and Tuesday and Thursday afternoons
+    assert seeded_busy("recruiter@acme.example", monday + timedelta(hours=12, minutes=30), monday + timedelta(hours=12, minutes=40)) == [
+        (monday + timedelta(hours=12), monday + timedelta(hours=13))
+    ]  # overlapping, not only contained
+    assert seeded_busy("ops@initech.example", monday, saturday) == [] and has_calendar("ops@initech.example") and not has_calendar(NO_CALENDAR_USER)
 
 
 # -- the seams, called directly (no HTTP) ---------------------------------------------------------

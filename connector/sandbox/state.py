@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from bisect import bisect_right
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.sandbox.directory import Partner
+from connector.sandbox.directory import Partner, seeded_busy
 from connector.sandbox.faults import check_faults, choose_fault
 from connector.sandbox.validation import START_TIME_FORMAT, UPDATE_FIELDS, validate_availability, validate_create, validate_update
 
@@ -18,6 +20,8 @@ MAX_AVAILABILITY_RESULTS = 1000
 NOT_FOUND = "Not found."
 NO_PERMISSION = "You do not have permission to perform this action."
 HIDDEN = ("app_id", "version")  # stored with an event, never shown by the API
+Interval = tuple[datetime, datetime]
+Found = list[tuple[datetime, datetime, list[str]]]  # (start, end, the members free throughout)
 
 
 def _now() -> str:
@@ -104,13 +108,16 @@ class SandboxState:
             return 403, {"detail": NO_PERMISSION}
         return None
 
-    def _busy(self, email: str) -> list[tuple[datetime, datetime]]:
-        """The UTC (start, end) of every event `email` organizes (call under the lock)."""
-        out = []
+    def _busy(self, email: str, start: datetime, end: datetime) -> list[Interval]:
+        """The UTC (start, end) of `email`'s busy times overlapping start..end: the seeded calendar and
+        every event they organize (call under the lock)."""
+        out = seeded_busy(email, start, end)
         for event_id in self.by_organizer.get(email, ()):
             event = self.events[event_id]
-            start = datetime.strptime(event["start_time"], START_TIME_FORMAT).replace(tzinfo=ZoneInfo(event["timezone"])).astimezone(UTC)
-            out.append((start, start + timedelta(minutes=event["duration"])))
+            begins = datetime.strptime(event["start_time"], START_TIME_FORMAT).replace(tzinfo=ZoneInfo(event["timezone"])).astimezone(UTC)
+            ends = begins + timedelta(minutes=event["duration"])
+            if begins < end and ends > start:
+                out.append((begins, ends))
         return out
 
     # -- the API's effects: (status, answer); they take the lock themselves
@@ -178,34 +185,91 @@ class SandboxState:
         errors, query = validate_availability(body, partner)
         if errors:
             return 400, errors
-        required, optional = list(dict.fromkeys(query["required"])), list(dict.fromkeys(query["optional"]))
-        with self.lock:
-            busy = {email: self._busy(email) for email in required + optional}
-        duration: timedelta = query["duration"]
+        groups: list[tuple[list[str], int]] = query["groups"]
+        emails = list(dict.fromkeys(email for members, _ in groups for email in members))
+        found = _free_slots if query["format"] == "slots" else _free_periods
         results: list[dict[str, Any]] = []
         for start, end in query["periods"]:
-            zone = start.tzinfo
-            blocked = sorted(b for email in required for b in busy[email])
-            free, cursor = [], start
-            for b_start, b_end in blocked:
-                if b_end <= cursor or b_start >= end:
-                    continue
-                if b_start > cursor:
-                    free.append((cursor, b_start))
-                cursor = max(cursor, b_end)
-            if cursor < end:
-                free.append((cursor, end))
-            windows = [(s, e) for s, e in free if e - s >= duration]
-            if query["format"] == "slots":
-                slots: list[tuple[datetime, datetime]] = []
-                for s, e in windows:
-                    while s + duration <= e and len(slots) < MAX_AVAILABILITY_RESULTS:
-                        slots.append((s, s + duration))
-                        s += duration
-                windows = slots
-            for s, e in windows:
-                present = required + [m for m in optional if not any(b_s < e and b_e > s for b_s, b_e in busy[m])]
-                results.append({"start": s.astimezone(zone).isoformat(), "end": e.astimezone(zone).isoformat(), "participants": present})
+            with self.lock:
+                calendars = Calendars(groups, emails, {email: self._busy(email, start, end) for email in emails})
+            for s, e, present in found(calendars, start, end, query["duration"]):
+                results.append({"start": s.astimezone(start.tzinfo).isoformat(), "end": e.astimezone(start.tzinfo).isoformat(), "participants": present})
                 if len(results) >= MAX_AVAILABILITY_RESULTS:
                     return 200, results
         return 200, results
+
+
+class Calendars:
+    """The busy times of the queried users, and who is free when.
+
+    A slot fits when, in every group, at least as many members as it needs are free throughout it
+    ("all": every one). Its participants are the members (of any group) free throughout it."""
+
+    def __init__(self, groups: list[tuple[list[str], int]], emails: list[str], busy: dict[str, list[Interval]]) -> None:
+        self.groups, self.emails, self.busy = groups, emails, busy
+
+    def free(self, email: str, start: datetime, end: datetime) -> bool:
+        return not any(b_start < end and b_end > start for b_start, b_end in self.busy[email])
+
+    def fits(self, start: datetime, end: datetime) -> bool:
+        return all(sum(self.free(m, start, end) for m in members) >= needed for members, needed in self.groups)
+
+    def present(self, start: datetime, end: datetime) -> list[str]:
+        return [email for email in self.emails if self.free(email, start, end)]
+
+    def edges(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every instant strictly inside start..end where someone's busy time begins or ends, sorted."""
+        return sorted({t for times in self.busy.values() for b in times for t in b if start < t < end})
+
+
+def _free_slots(calendars: Calendars, start: datetime, end: datetime, duration: timedelta) -> Found:
+    """Back-to-back slots of `duration`, each as early as it fits: after a slot the next one is tried at
+    its end, after a slot that does not fit at the next instant someone's busy time begins or ends."""
+    edges, at = calendars.edges(start, end), start
+    out: Found = []
+    while at + duration <= end and len(out) < MAX_AVAILABILITY_RESULTS:
+        if calendars.fits(at, at + duration):
+            out.append((at, at + duration, calendars.present(at, at + duration)))
+            at += duration
+        else:
+            later = bisect_right(edges, at)
+            if later == len(edges):
+                break
+            at = edges[later]
+    return out
+
+
+def _free_periods(calendars: Calendars, start: datetime, end: datetime, duration: timedelta) -> Found:
+    """The stretches covered by slots that fit (of any start time), cut where the members free change:
+    each lists the members free throughout it. Whether a slot starting at t fits changes only at an
+    edge or `duration` before one, so those instants, and one instant between each two, decide."""
+    latest = end - duration
+    if latest < start:
+        return []
+    edges = calendars.edges(start, end)
+    points = sorted({start, latest} | {p for edge in edges for p in (edge, edge - duration) if start < p < latest})
+    covered: list[list[datetime]] = []
+
+    def cover(first: datetime, last: datetime) -> None:  # slots starting first..last fit
+        if covered and first <= covered[-1][1]:
+            covered[-1][1] = max(covered[-1][1], last + duration)
+        else:
+            covered.append([first, last + duration])
+
+    for index, point in enumerate(points):
+        if calendars.fits(point, point + duration):
+            cover(point, point)
+        if index + 1 < len(points):
+            middle = point + (points[index + 1] - point) / 2
+            if calendars.fits(middle, middle + duration):
+                cover(point, points[index + 1])
+    out: Found = []
+    for first, last in covered:
+        cuts = [first, *(edge for edge in edges if first < edge < last), last]
+        for s, e in pairwise(cuts):
+            present = calendars.present(s, e)
+            if out and out[-1][1] == s and out[-1][2] == present:
+                out[-1] = (out[-1][0], e, present)
+            else:
+                out.append((s, e, present))
+    return out

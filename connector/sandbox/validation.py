@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from connector.sandbox.directory import ALL_USERS, Partner, application_exists
+from connector.sandbox.directory import ALL_USERS, Partner, application_exists, has_calendar
 
 START_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 CREATE_REQUIRED = ("title", "description", "duration", "start_time", "timezone", "organizer", "participants")
@@ -186,17 +186,30 @@ def _parse_instant(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def _needed(required: Any, members: int) -> int | None:
+    """How many of a group's `members` must be free: "all" or a count 1..members (Jobylon's form, as
+    Cronofy's); true / false are the sandbox's earlier form, kept: all, or none (only reported)."""
+    if required == "all" or required is True:
+        return members
+    if required is False:
+        return 0
+    if is_int(required) and 1 <= required <= members:
+        return int(required)
+    return None
+
+
 def validate_availability(body: dict[str, Any], partner: Partner) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Errors, and the parsed query: duration, required and optional emails, periods, format."""
+    """Errors, and the parsed query: duration, groups [(emails, how many must be free)], the emails
+    of groups that need all (required) and of the others (optional), periods, format."""
     errors = _Errors()
     _check_names(body, AVAILABILITY_FIELDS, sorted(AVAILABILITY_FIELDS), errors, "Unknown field.")
-    query: dict[str, Any] = {"required": [], "optional": [], "periods": []}
+    query: dict[str, Any] = {"groups": [], "required": [], "optional": [], "periods": []}
     duration: Any = body.get("duration_min")
     if "duration_min" in body:
         if not is_int(duration):
             errors.add("duration_min", "A valid integer is required.")
-        elif not 1 <= duration <= 24 * 60:
-            errors.add("duration_min", "Ensure this value is between 1 and 1440.")
+        elif not MIN_DURATION <= duration <= MAX_DURATION:
+            errors.add("duration_min", f"Ensure this value is between {MIN_DURATION} and {MAX_DURATION}.")
         else:
             query["duration"] = timedelta(minutes=duration)
     fmt = body.get("response_format")
@@ -214,17 +227,24 @@ def validate_availability(body: dict[str, Any], partner: Partner) -> tuple[dict[
                     errors.add("participants", f"Item {index}: expected an object {{members, required}}.")
                 elif not isinstance(members, list) or not members or not all(isinstance(m, dict) and set(m) == {"email"} for m in members):
                     errors.add("participants", f"Item {index}: members must be a non-empty list of {{email}}.")
-                elif not isinstance(group.get("required"), bool):
-                    errors.add("participants", f"Item {index}: required must be a boolean.")
+                elif (needed := _needed(group.get("required"), len(members))) is None:
+                    errors.add("participants", f'Item {index}: required must be "all" or a number of members from 1 to {len(members)}.')
                 else:
+                    emails = []
                     for member in members:
                         email = member["email"]
                         if not isinstance(email, str) or not EMAIL_RE.match(email):
                             errors.add("participants", f"Item {index}: enter a valid email address.")
+                        elif email not in ALL_USERS:
+                            errors.add("participants", f"Item {index}: {email[:80]} is not a Jobylon user.")
                         elif not partner.may_use_user(email):
                             errors.add("participants", f"Item {index}: {email[:80]} is not a user in a customer account available to this partner.")
+                        elif not has_calendar(email):
+                            errors.add("participants", f"Item {index}: {email[:80]} has no calendar connection.")
                         else:
-                            query["required" if group["required"] else "optional"].append(email)
+                            emails.append(email)
+                    query["groups"].append((emails, needed))
+                    query["required" if needed == len(members) else "optional"].extend(emails)
     periods = body.get("query_periods")
     if "query_periods" in body:
         if not isinstance(periods, list) or not periods:
