@@ -15,12 +15,21 @@ from connector.metrics import PassSchedule
 from connector.sources import open_source
 
 
-def run_checks(settings: Settings, out: Console, *, sample: int = 20) -> int:
-    ok = True
+def check_config(settings: Settings, out: Console) -> int:
+    """`connector check --config-only`: what a loaded config says about itself, no source and no
+    Jobylon, so an interview that is invalid or a source that is down for a minute cannot stop the
+    service from starting (systemd's ExecStartPre). A config that does not load never gets here:
+    that is exit 2, from the CLI's error boundary."""
     out.print("[green]ok[/]   config is valid")  # load_settings refused a bad cron, default zone or blank key already
     out.print(f"[green]ok[/]   schedule: {describe_schedule(PassSchedule.of(settings.sync))}", markup=True, highlight=False)
     if not settings.jobylon.verify_tls:
         out.print("[yellow]warn[/] jobylon.verify_tls = false: Jobylon's TLS certificate is not checked")
+    return 0
+
+
+def run_checks(settings: Settings, out: Console, *, sample: int = 20) -> int:
+    ok = True
+    check_config(settings, out)
 
     source = open_source(settings.source, settings.retry)
     try:

@@ -364,15 +364,18 @@ def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool,
 
 @cli.command()
 @click.option("--sample", default=20, show_default=True, help="How many invalid items to show.")
+@click.option("--config-only", is_flag=True, help="Only load and validate the config: no source, no Jobylon (systemd's ExecStartPre).")
 @pass_state
-def check(state: CliState, sample: int) -> None:
+def check(state: CliState, sample: int, config_only: bool) -> None:
     """Validate the config, read the source and map it, reach Jobylon (nothing is created).
 
-    Exit 0 only when all is well.
+    Exit 0 only when all is well; with --config-only, when the config is valid (a bad one: exit 2).
     """
-    from connector.checks import run_checks
+    from connector.checks import check_config, run_checks
 
     settings = state.settings()
+    if config_only:
+        sys.exit(check_config(settings, views.console()))
     sys.exit(run_checks(settings, views.console(), sample=sample))
 
 

@@ -77,6 +77,79 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# -- systemd ------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_passes_systemd_analyze_verify_with_its_commands_present(tmp_path):
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace(INSTALLED, f"{VENV_BIN}/"))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def test_unit_keys_user_state_and_commands():
+    entries = unit_entries()
+    unit, service = entries["Unit"], entries["Service"]
+    # Documentation= must name something that exists after a pip install; none does, so none is given.
+    assert not [v for k, v in unit if k == "Documentation"]
+    user = one(service, "User")
+    assert user == one(service, "Group") == "jobylon-connector"
+    assert re.search(rf"^u {user} ", SYSUSERS.read_text(), re.M), "the unit's user is created by the sysusers file"
+    assert one(service, "StateDirectory") == "jobylon-connector"
+    assert one(service, "WorkingDirectory") == "/var/lib/jobylon-connector"
+    env = unit_environment(service)
+    assert env["CONNECTOR_STATE__PATH"].startswith("/var/lib/jobylon-connector/")
+    assert one(service, "EnvironmentFile").startswith("-"), "the secrets file is optional"
+    pre, start = here(one(service, "ExecStartPre")), here(one(service, "ExecStart"))
+    assert pre[1:] == ["check", "--config-only"] and start[1:] == ["run"]
+    for argv in (pre, start):
+        assert os.access(argv[0], os.X_OK), f"{argv[0]} is not installed by `pip install .`"
+    assert int(one(service, "TimeoutStopSec")) > SHUTDOWN_GRACE_SECONDS
+    assert "2" in one(service, "RestartPreventExitStatus").split()
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_sysusers_file_creates_the_user_on_a_fresh_root(tmp_path):
+    (tmp_path / "etc" / "sysusers.d").mkdir(parents=True)
+    shutil.copy(SYSUSERS, tmp_path / "etc" / "sysusers.d" / "jobylon-connector.conf")
+    result = subprocess.run(["systemd-sysusers", f"--root={tmp_path}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    passwd = (tmp_path / "etc" / "passwd").read_text()
+    assert re.search(r"^jobylon-connector:x:\d+:\d+:[^:]*:/var/lib/jobylon-connector:/usr/sbin/nologin$", passwd, re.M), passwd
+
+
+def test_exec_start_pre_lets_the_service_start_with_the_source_down_and_an_invalid_item(tmp_path):
+    """What `connector check` would fail on (exit 1) is the service's own business: the
+    ExecStartPre passes. A config that does not load fails it with exit 2 and one line."""
+    service = unit_entries()["Service"]
+    pre = here(one(service, "ExecStartPre"))
+    down = f"http://127.0.0.1:{free_port()}/interviews"  # nothing listens there
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[jobylon]\nbase_url = "http://127.0.0.1:9"\napp_id = "demo-app"\napp_key = "demo-key-0123456789"\n'
+        f'[source]\nkind = "http"\nurl = "{down}"\ntimeout_seconds = 1\n[retry]\nattempts = 1\n'
+    )
+    config.chmod(0o600)
+    env = unit_environment(service, CONNECTOR_CONFIG=str(config), CONNECTOR_STATE__PATH=str(tmp_path / "state" / "connector.db"))
+    started = time.monotonic()
+    result = subprocess.run(pre, capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "config is valid" in result.stdout and time.monotonic() - started < 30
+    full = subprocess.run([pre[0], "check"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert full.returncode == 1 and "FAIL" in full.stdout  # the whole check does see the outage
+
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps([item("A", timezone="Nowhere/Here")]))
+    config.write_text(config.read_text().split("[source]")[0] + f'[source]\nkind = "file"\npath = "{items}"\n')
+    assert subprocess.run(pre, capture_output=True, text=True, env=env, timeout=60).returncode == 0
+
+    config.write_text(config.read_text() + "[sync]\nconcurrency = 0\n")
+    bad = subprocess.run(pre, capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "sync.concurrency" in bad.stderr, bad.stderr
+    assert not (tmp_path / "state").exists()  # a config check never creates the state
+
+
 # -- observability.metrics_host -------------------------------------------------------------------
 
 
