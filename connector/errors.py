@@ -13,6 +13,9 @@
           |    +-- NotFoundError   404: the event is not (or no longer) in Jobylon
           |    +-- ForbiddenError  403 on one event (PUT/DELETE) while the partner itself is accepted:
           |                        an event of another partner or made inside Jobylon; per item
+          |    +-- AvailabilityRefusedError  exit 1: a 400 to an availability query (an unknown user, one in
+          |                        an account the partner cannot access, one without a calendar
+          |                        connection); one line naming the user, never recorded as a failure
           +-- AuthError            exit 4, kind transient: the credentials were refused; the pass stops,
           |                        and the item is tried again once they are fixed
           +-- InDoubtError         kind in_doubt: a create may or may not have been applied; never repeated
@@ -106,6 +109,10 @@ class NotFoundError(PermanentError):
 
 class ForbiddenError(PermanentError):
     pass
+
+
+class AvailabilityRefusedError(PermanentError):
+    exit_code = ExitCode.FAILED
 
 
 class AuthError(JobylonError):

@@ -35,9 +35,18 @@ from urllib.parse import urljoin
 import requests
 import urllib3.exceptions
 
-from connector import __version__, httpread
+from connector import __version__, availability, httpread
 from connector.config import JobylonConfig, RetryConfig
-from connector.errors import AuthError, ForbiddenError, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
+from connector.errors import (
+    AuthError,
+    AvailabilityRefusedError,
+    ForbiddenError,
+    InDoubtError,
+    JobylonError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 from connector.redact import Redactor
 from connector.retry import RateLimiter, call_with_retries, parse_retry_after
 
@@ -155,6 +164,44 @@ class JobylonClient:
         except ForbiddenError as exc:
             raise self._confirm_forbidden(exc) from None
         return True
+
+    def availability(self, query: availability.AvailabilityQuery) -> list[availability.Slot]:
+        """POST an availability query; the free slots (or periods) Jobylon answers, in UTC.
+
+        A query changes nothing in Jobylon, so an answer lost on the way (a timeout, a 5xx) is just
+        a failed query, to be asked again: TransientError, not in doubt. A 400 is the users' problem
+        (unknown, in an account the partner cannot access, without a calendar connection):
+        AvailabilityRefusedError, naming them."""
+        path = self._config.availability_path
+        try:
+            answer = self._call("POST", self._config.base_url + path, availability.request_body(query), None)
+        except InDoubtError as exc:
+            message = exc.message.split("; the event may", 1)[0]  # no event: nothing can have been made
+            raise TransientError(
+                f"{message}; the availability query failed, ask again", method="POST", http_status=exc.http_status, response=exc.response
+            ) from None
+        except NotFoundError as exc:
+            raise PermanentError(
+                f"POST {path}: 404, Jobylon has no availability call there; check jobylon.availability_path",
+                method="POST",
+                http_status=404,
+                response=exc.response,
+            ) from None
+        except PermanentError as exc:
+            if exc.http_status != 400:
+                raise
+            raise AvailabilityRefusedError(
+                availability.explain_refusal(exc.response, query.users), method="POST", http_status=400, response=exc.response
+            ) from None
+        try:
+            return availability.parse_answer(json.loads(answer.body))
+        except (ValueError, RecursionError) as exc:  # AnswerError is a ValueError
+            raise PermanentError(
+                f"POST {path}: {answer.status}, an availability answer the connector cannot read: {exc}",
+                method="POST",
+                http_status=answer.status,
+                response=self._keep(answer.text),
+            ) from None
 
     def probe(self) -> str:
         """Are the credentials accepted? Sends a PUT to an event id that never exists with an empty

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.table import Table
 
+from connector.availability import AvailabilityQuery, Slot
 from connector.plan import Plan
 from connector.results import COUNT_NAMES, PassResult
 
@@ -220,4 +221,29 @@ def replay_table(result: PassResult, remote_ids: list[str], title: str = "replay
     for remote_id in remote_ids:
         if remote_id not in seen:
             table.add_row(remote_id, "-", "in step", "", "nothing to send: Jobylon already matches the source")
+    return table
+
+
+def availability_table(query: AvailabilityQuery, slots: list[Slot]) -> Table:
+    """Free slots (or periods) in the time zone of the query's --from; the end's date only when it
+    falls on another day."""
+    zone = query.start.tzinfo
+    offset = query.start.strftime("%z")
+    shown = "UTC" if offset in ("+0000", "") else f"UTC{offset[:3]}:{offset[3:]}"
+    kind = "slots of" if query.response_format == "slots" else "periods for meetings of"
+    table = Table(title=f"{len(slots)} {kind} {query.duration_minutes} min where {query.needs}, times {shown}")
+    table.add_column("start", no_wrap=True)
+    table.add_column("end", no_wrap=True)
+    table.add_column("min", justify="right")
+    table.add_column("free", overflow="fold")
+    for slot in slots:
+        start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
+        table.add_row(
+            start.strftime("%a %Y-%m-%d %H:%M"),
+            end.strftime("%H:%M" if end.date() == start.date() else "%a %Y-%m-%d %H:%M"),
+            str(slot.minutes),
+            ", ".join(slot.participants),
+        )
+    if not slots:
+        table.add_row("(none)", "", "", "")
     return table
