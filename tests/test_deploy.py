@@ -283,14 +283,14 @@ def test_the_images_command_and_healthcheck_against_the_sandbox(tmp_path, sandbo
 
     proc = subprocess.Popen([str(VENV_BIN / command[0]), *command[1:]], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline, healthy = time.monotonic() + 90, False
+        while not healthy and time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
+                    healthy = answer.status == 200
             except OSError:
                 time.sleep(0.2)
+        assert healthy, proc.stdout.read() if proc.poll() is not None and proc.stdout else "no healthy answer in 90 s"
         checked = subprocess.run(health, env=env, capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr
         assert [e["title"] for e in harness.jobylon_events()] == ["Interview A"]
