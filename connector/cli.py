@@ -17,7 +17,7 @@ from connector.errors import ConfigError, ConnectorError, UserError
 from connector.logs import setup_logging
 from connector.redact import Redactor
 from connector.results import ActionResult, PassResult
-from connector.store import Store
+from connector.store import Store, open_store
 
 
 class ConnectorGroup(click.Group):
@@ -245,7 +245,7 @@ def failures(ctx: click.Context, kind: str | None, only_open: bool, as_json: boo
 def _open_store(state: CliState) -> Store:
     """The state for a read-only command: a missing database is an error, never a new one."""
     settings = state.settings()
-    return Store(settings.state.path, redactor=state.redactor, create=False)
+    return open_store(settings.state, redactor=state.redactor, create=False)
 
 
 @failures.command("list")

@@ -278,6 +278,20 @@ class RetryConfig(Section):
 
 class StateConfig(Section):
     path: Path = Path("state/connector.db")
+    # PostgreSQL instead of the SQLite file: postgresql+psycopg://user@host:5432/db (the `postgresql` extra)
+    url: SecretStr | None = None
+    password: SecretStr | None = None  # or in the URL; better: env CONNECTOR_STATE__PASSWORD
+    lease_seconds: float = Field(15, ge=3, le=600)  # with a url: a leader's lease, renewed every third of it
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        text = value.get_secret_value() if value is not None else None
+        if text is None:
+            return None
+        if not text.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be a PostgreSQL URL, postgresql+psycopg://user@host:5432/database")
+        return SecretStr("postgresql+psycopg://" + text.removeprefix("postgresql://")) if text.startswith("postgresql://") else value
 
     @field_validator("path", mode="before")
     @classmethod
@@ -349,6 +363,12 @@ class Settings(BaseSettings):
                 if isinstance(auth, BasicAuth)
                 else auth.value.get_secret_value()
             )
+        if self.state.url is not None:
+            from urllib.parse import unquote, urlsplit
+
+            url = self.state.url.get_secret_value()
+            in_url = urlsplit(url).password
+            values += [url, in_url or "", unquote(in_url or ""), self.state.password.get_secret_value() if self.state.password else ""]
         return [v for v in values if v]
 
 

@@ -29,10 +29,13 @@ from connector.config import Settings, load_settings
 from connector.engine import Engine, PassOptions, build_redactor
 from connector.errors import ConfigError, LockedError
 from connector.executor import CrashPoint
+from connector.leader import Leadership
 from connector.logs import setup_logging
 from connector.metrics import Metrics, MetricsServer, PassSchedule
+from connector.redact import Redactor
 from connector.results import PassResult, is_success
-from connector.store import ProcessLock, Store
+from connector.store import ProcessLock, open_store
+from connector.store.postgres import PostgresStore
 
 log = logging.getLogger("connector.daemon")
 SHUTDOWN_GRACE_SECONDS = 60
@@ -60,18 +63,24 @@ class Daemon:
         self.config_path = config_path
         self.log_format = log_format
         self.verbose = verbose
-        self.store = Store(settings.state.path, redactor=build_redactor(settings))
-        # One service per database, for its lifetime; the pass lock only while a pass runs, so
-        # on-call commands can replay and repair between passes with the service up.
-        self.service_lock = ProcessLock(self.store.path, ".service.lock", what="served by connector process")
-        self.pass_lock = ProcessLock(self.store.path)
+        self.store = open_store(settings.state, redactor=build_redactor(settings))
+        # SQLite: one service per database, for its lifetime (the service lock). PostgreSQL: any
+        # number of replicas, one of them the leader (connector.leader). Either way the pass lock
+        # is held only while a pass runs, so on-call commands can replay and repair meanwhile.
+        self.leadership: Leadership | None = None
+        self.service_lock: ProcessLock | None = None
         try:
-            self.service_lock.acquire()
+            if isinstance(self.store, PostgresStore):
+                self.leadership = Leadership(self.store, settings.state.lease_seconds)
+            else:
+                self.service_lock = ProcessLock(self.store.path, ".service.lock", what="served by connector process")
+                self.service_lock.acquire()
         except BaseException:
             self.store.close()
             raise
+        self.pass_lock = self.store.pass_lock()
         self.crash_point = CrashPoint.from_env()
-        self.engine = Engine(settings, self.store, crash_point=self.crash_point)
+        self.engine = self._make_engine(settings, None)
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self.alerter = self._make_alerter(settings)
@@ -79,6 +88,26 @@ class Daemon:
         self._stopping = threading.Event()
         self._signals = 0
         self._pending_settings: Settings | None = None
+
+    def _make_engine(self, settings: Settings, redactor: Redactor | None) -> Engine:
+        lease_check = self.leadership.check if self.leadership is not None else None
+        return Engine(settings, self.store, redactor=redactor, crash_point=self.crash_point, lease_check=lease_check)
+
+    @property
+    def role(self) -> str:
+        return self.leadership.role if self.leadership is not None else "leader"
+
+    def _lead(self) -> None:
+        """The lease loop of a PostgreSQL replica: renew, or take over; a new leader runs a pass at once."""
+        assert self.leadership is not None
+        while not self._stopping.is_set():
+            before = self.leadership.role
+            after = self.leadership.step()
+            if after == "leader" and before != "leader" and self.scheduler.running:
+                self.scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+            elif after != "leader" and before == "leader":
+                self.engine.request_stop("lease_lost")
+            self._stopping.wait(self.leadership.interval)
 
     def _make_alerter(self, settings: Settings) -> Alerter:
         return Alerter(settings.alerts, lambda: self.store.get_meta("alert_conditions"), lambda v: self.store.set_meta("alert_conditions", v))
@@ -106,8 +135,12 @@ class Daemon:
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
         )
+        if self.leadership is not None:
+            self.leadership.step()  # a replica that can lead at once runs its first pass now
         self.scheduler.start()
-        log.info("connector running (pid %d); state %s", os.getpid(), self.settings.state.path)
+        if self.leadership is not None:
+            threading.Thread(target=self._lead, name="lease", daemon=True).start()
+        log.info("connector running (pid %d, %s); state %s", os.getpid(), self.role, self.store.location)
         try:
             while not self._stopping.wait(5.0):
                 self._heartbeat()
@@ -131,7 +164,10 @@ class Daemon:
         self.store.set_meta("next_run_at", None)
         self.store.set_meta("heartbeat_at", None)
         self.engine.close()
-        self.service_lock.release()
+        if self.service_lock is not None:
+            self.service_lock.release()
+        if self.leadership is not None:
+            self.leadership.close()
         self.store.close()
         log.info("stopped")
 
@@ -175,7 +211,7 @@ class Daemon:
         self.settings = settings
         redactor = build_redactor(settings)
         self.store.redactor = redactor  # new secrets are masked in what is stored and logged from now on
-        self.engine = Engine(settings, self.store, redactor=redactor, crash_point=self.crash_point)
+        self.engine = self._make_engine(settings, redactor)
         self.alerter = self._make_alerter(settings)
         setup_logging(self.log_format or settings.observability.log_format, "DEBUG" if self.verbose else settings.observability.log_level, redactor)
         log.info("config reloaded")
@@ -185,6 +221,9 @@ class Daemon:
     def _poll(self) -> None:
         if self._stopping.is_set():
             return
+        if self.leadership is not None and not self.leadership.valid():
+            self._heartbeat()
+            return  # a standby serves /healthz and waits for the lease
         self._apply_pending_settings()
         started = time.monotonic()
         result: PassResult | None = None
@@ -228,6 +267,8 @@ class Daemon:
         self._heartbeat()
 
     def _heartbeat(self) -> None:
+        if self.role != "leader":
+            return  # the heartbeat and the next run are the leader's
         job = self.scheduler.get_job("poll") if self.scheduler.running else None
         next_run = job.next_run_time if job is not None else None
         try:

@@ -26,7 +26,7 @@ from connector.redact import Redactor
 from connector.results import ActionResult, PassResult, empty_counts, is_success, pass_outcome, planned_counts, result_counts
 from connector.retry import RateLimiter
 from connector.sources import Source, open_source
-from connector.store import ProcessLock, Store
+from connector.store import Store, open_store
 
 log = logging.getLogger("connector.engine")
 
@@ -57,6 +57,7 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         crash_point: CrashPoint | None = None,
+        lease_check: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -71,7 +72,7 @@ class Engine:
         self._source = source
         self.mapper = Mapper(settings.mapping)
         self.policy = Policy(on_fixed_field_change=settings.sync.on_fixed_field_change)
-        self.executor = Executor(settings, store, self.client, self.redactor, clock=clock, crash_point=crash_point)
+        self.executor = Executor(settings, store, self.client, self.redactor, clock=clock, crash_point=crash_point, lease_check=lease_check)
         self.on_planned: Callable[[int], None] | None = None
         if not settings.jobylon.verify_tls:
             log.warning("jobylon.verify_tls = false: Jobylon's TLS certificate is NOT verified")
@@ -175,13 +176,13 @@ class Engine:
     def _first_pass(self, run_id: int, creates: int, options: PassOptions) -> tuple[str, str | None]:
         """A new database's first pass says so plainly, so a wrong state.path is seen at once; with
         sync.first_pass_max_creates, too many creates are held back. (note, refusal or None)"""
-        note = f"first pass on a new state database at {self.store.path}: {creates} creates"
+        note = f"first pass on a new state database at {self.store.location}: {creates} creates"
         log.warning(note, extra={"run_id": run_id})
         limit = self.settings.sync.first_pass_max_creates
         if limit is None or creates <= limit or options.allow_mass_create:
             return note, None
         return note, (
-            f"{note}, above sync.first_pass_max_creates = {limit}; creates held back. If {self.store.path} is the right "
+            f"{note}, above sync.first_pass_max_creates = {limit}; creates held back. If {self.store.location} is the right "
             "database, run `connector sync --allow-mass-create`; if not, fix state.path"
         )
 
@@ -329,8 +330,8 @@ def open_engine(
     a dry run) nothing is written and a missing database is an error, never a new one. The
     crash-test hook comes from the environment here, at the edge, unless given."""
     redactor = build_redactor(settings)
-    store = Store(settings.state.path, redactor=redactor, create=lock)
-    pass_lock = ProcessLock(store.path)
+    store = open_store(settings.state, redactor=redactor, create=lock)
+    pass_lock = store.pass_lock()
     try:
         if lock:
             pass_lock.acquire(wait=wait, on_wait=on_wait)

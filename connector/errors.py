@@ -6,7 +6,8 @@
      |    +-- SourceError          the partner's system could not be read (the pass changes nothing)
      |    +-- LockedError          exit 6: another connector process holds the state database
      |    +-- StateError           exit 5: the state database cannot be read or written (damaged,
-     |                             missing, read-only, disk full, not a file); nothing is sent
+     |    |                        missing, read-only, disk full, not a file); nothing is sent
+     |    +-- LeaseLost            a replica's lease ran out or was taken over: no further call
      +-- JobylonError              one call to Jobylon failed; carries method, event id, HTTP status, answer
           +-- TransientError       kind transient: worth retrying later (timeouts, 429, 5xx, connection errors)
           +-- PermanentError       kind permanent: Jobylon refused the request (400 and other 4xx)
@@ -70,6 +71,10 @@ class LockedError(UserError):
 
 class StateError(UserError):
     exit_code = ExitCode.STATE
+
+
+class LeaseLost(StateError):
+    """This replica's lease (PostgreSQL state) ran out or another replica took it over."""
 
 
 class JobylonError(ConnectorError):

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.config import Settings
-from connector.errors import JobylonError, NotFoundError, StateError
+from connector.errors import JobylonError, LeaseLost, NotFoundError, StateError
 from connector.jobylon import JobylonClient
 from connector.model import Interview
 from connector.plan import CALL_ACTIONS, Action, Create, Delete, Invalid, Recreate, Skip, Update
@@ -123,6 +123,7 @@ class Executor:
         *,
         clock: Callable[[], datetime],
         crash_point: CrashPoint | None = None,
+        lease_check: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -130,6 +131,7 @@ class Executor:
         self.redactor = redactor
         self.clock = clock
         self.crash_point = crash_point
+        self.lease_check = lease_check  # a replica's lease (connector.leader): checked before each call
         self.breaker = CircuitBreaker(settings.retry.circuit_breaker_failures)
         self.on_progress: Callable[[ActionResult], None] | None = None
         self._stop = threading.Event()
@@ -212,12 +214,15 @@ class Executor:
             sys.setswitchinterval(switch)
 
     def _run_one(self, run_id: int, call: Call) -> ActionResult:
-        if self._stop.is_set():
+        if self._stop.is_set() or not self._lease_held():
             result = ActionResult(call.name, call.remote_id, call.event_id, "not_run", f"not attempted: pass stopped ({self.stop_reason})")
         else:
             started = time.monotonic()
             try:
                 result = self._runners[call.name](run_id, call)
+            except LeaseLost as exc:  # the fence refused the intent: nothing was sent
+                self.stop("lease_lost", str(exc))
+                result = ActionResult(call.name, call.remote_id, call.event_id, "not_run", f"not attempted: {exc}")
             except StateError as exc:  # no record can be written: start no further call
                 self.stop("state", str(exc))
                 raise
@@ -228,6 +233,16 @@ class Executor:
         if self.on_progress:
             self.on_progress(result)
         return result
+
+    def _lease_held(self) -> bool:
+        if self.lease_check is None:
+            return True
+        try:
+            self.lease_check()
+        except LeaseLost as exc:
+            self.stop("lease_lost", str(exc))
+            return False
+        return True
 
     def _unexpected(self, run_id: int, call: Call, exc: Exception) -> ActionResult:
         log.exception("unexpected error on %s %s", call.name, call.remote_id, extra={"run_id": run_id, "remote_id": call.remote_id})

@@ -123,7 +123,7 @@ class JobylonClient:
                 "X-App-Id": config.app_id,
                 "X-App-Key": config.app_key.get_secret_value(),
                 "Accept": "application/json",
-                "User-Agent": f"jobylon-connector/{__version__}",
+                "User-Agent": f"jobylon-connector/{__version__} (pid {os.getpid()})",
             }
         )
 

@@ -43,13 +43,17 @@ def next_step(row: FailureRow) -> str:
 def status_document(store: Store, limit: int = 10, *, heartbeat_fresh: bool) -> dict[str, Any]:
     """The `status --json` shape. `next_run_at` only while the daemon's heartbeat is fresh."""
     by_status = store.count_events_by_status()
-    return {
+    document: dict[str, Any] = {
         "runs": [{key: getattr(run, key) for key in RUN_COLUMNS} for run in store.runs(limit)],
         "events": by_status,
         "failures": store.count_open_failures(),
         "in_doubt": by_status.get("in_doubt", 0),
         "next_run_at": store.get_meta("next_run_at") if heartbeat_fresh else None,
     }
+    leader = getattr(store, "leader", None)  # replicas on PostgreSQL: who leads, under which epoch
+    if leader is not None:
+        document["leader"] = leader()
+    return document
 
 
 @dataclass(frozen=True)

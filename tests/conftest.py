@@ -19,7 +19,7 @@ from connector.engine import Engine, PassOptions, build_redactor
 from connector.results import PassResult
 from connector.sandbox import SandboxServer
 from connector.sandbox.directory import DEMO_APP_ID, DEMO_APP_KEY
-from connector.store import Store
+from connector.store import Store, open_store
 
 FAST_RETRY = {
     "attempts": 4,
@@ -100,7 +100,7 @@ class Harness:
     def store(self) -> Store:
         if self._store is None:
             settings = self.settings
-            self._store = Store(settings.state.path, redactor=build_redactor(settings))
+            self._store = open_store(settings.state, redactor=build_redactor(settings))
         return self._store
 
     @property

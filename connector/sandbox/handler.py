@@ -149,18 +149,19 @@ class _Handler(BaseHTTPRequestHandler):
         received = time.time()
         sandbox = self.server.sandbox
         state = sandbox.state
+        client = self.headers.get("User-Agent", "")[:200]  # which connector process sent it
         latency = state.faults["latency_ms"]
         if latency:
             time.sleep(latency / 1000)
         route = sandbox.route(path)
         if route is None:
-            state.record(method, path, 404, None, received)
+            state.record(method, path, 404, None, received, client=client)
             self._send(404, {"detail": NOT_FOUND})
             return
         app_id, app_key = self.headers.get("X-App-Id"), self.headers.get("X-App-Key")
         partner = _partner(app_id, app_key)
         if partner is None:
-            state.record(method, path, 403, None, received)
+            state.record(method, path, 403, None, received, client=client)
             self._send(403, {"detail": AUTH_MISSING if not app_id or not app_key else AUTH_INVALID})
             return
         fault = state.pick_fault(method)
@@ -168,15 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in ("429", "503"):
             retry_after = fault.get("retry_after", state.faults["retry_after_seconds"])  # type: ignore[union-attr]
             detail = f"Request was throttled. Expected available in {retry_after} seconds." if kind == "429" else "Service temporarily unavailable."
-            state.record(method, path, int(kind), kind, received)
+            state.record(method, path, int(kind), kind, received, client=client)
             self._send(int(kind), {"detail": detail}, {"Retry-After": str(retry_after)})
             return
         if kind == "500":
-            state.record(method, path, 500, kind, received)
+            state.record(method, path, 500, kind, received, client=client)
             self._send(500, {"detail": "Internal server error."})
             return
         if kind == "drop":
-            state.record(method, path, None, kind, received)
+            state.record(method, path, None, kind, received, client=client)
             self._drop()
             return
         if kind == "latency":
@@ -184,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, answer, headers = self._handle(sandbox, route, method, partner, raw)
         if kind == "apply_then_500":
             status, answer, headers = 500, {"detail": "Internal server error."}, None
-        state.record(method, path, status, kind, received)
+        state.record(method, path, status, kind, received, client=client)
         self._send(status, answer, headers)
 
     def _handle(

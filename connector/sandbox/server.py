@@ -192,6 +192,11 @@ class SandboxServer:
         with self.state.lock:
             return [dict(r) for r in self.state.log]
 
+    def requests_by_client(self) -> dict[str, int]:
+        """API requests per User-Agent (the connector's names its process: `(pid N)`)."""
+        with self.state.lock:
+            return dict(self.state.by_client)
+
     def stats(self) -> dict[str, Any]:
         state = self.state
         with state.lock:

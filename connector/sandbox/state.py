@@ -49,6 +49,7 @@ class SandboxState:
         self.by_method: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
         self.faults_seen: Counter[str] = Counter()
+        self.by_client: Counter[str] = Counter()  # requests per User-Agent: which replica sent what
         self.connections = 0
         self.script: list[dict[str, Any]] = []
         self.use_faults(faults, reseed=True)
@@ -64,8 +65,9 @@ class SandboxState:
         with self.lock:
             return choose_fault(method, self.script, self.faults, self.rng)
 
-    def record(self, method: str, path: str, status: int | None, fault: str | None, received: float | None = None) -> None:
-        """`at` is when the answer went out; `received_at` when the request came in (rate checks)."""
+    def record(self, method: str, path: str, status: int | None, fault: str | None, received: float | None = None, *, client: str | None = None) -> None:
+        """`at` is when the answer went out; `received_at` when the request came in (rate checks);
+        `client` the User-Agent (the connector names its process there)."""
         now = time.time()
         entry = {"seq": 0, "method": method, "path": path[:300], "status": status, "fault": fault, "at": now, "received_at": received or now}
         with self.lock:
@@ -75,6 +77,8 @@ class SandboxState:
             self.by_status[str(status) if status is not None else "dropped"] += 1
             if fault:
                 self.faults_seen[fault] += 1
+            if client:
+                self.by_client[client] += 1
 
     def reset(self, faults: dict[str, Any]) -> None:
         """Clear events, request log, counters and script, adopt `faults` (reseeded); event ids keep increasing."""
@@ -85,6 +89,7 @@ class SandboxState:
             self.by_method.clear()
             self.by_status.clear()
             self.faults_seen.clear()
+            self.by_client.clear()
             self.script.clear()
             self.use_faults(faults, reseed=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 migrations = Migrations("connector")
 
 
@@ -101,3 +101,11 @@ def m002_run_notes(db: Database) -> None:
     """runs.note: what a person should know about a pass that is not an error (a first pass on a
     new database, how many creates it made)."""
     db.table("runs").add_column("note", str)
+
+
+@migrations()
+def m005_leases(db: Database) -> None:
+    """Replicas sharing a PostgreSQL state (connector.leader): the leader's lease, and the epoch
+    every intent is written under (fencing). An SQLite state has one process and leaves them empty."""
+    db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at REAL NOT NULL)")
+    db.execute("ALTER TABLE intents ADD COLUMN epoch INTEGER")

@@ -54,6 +54,7 @@ class Store:
 
     backup_path: Path | None = None
     engine = "sqlite"
+    epoch: int | None = None  # the writer's lease epoch (PostgreSQL replicas); intents carry it
 
     def __init__(self, path: str | os.PathLike[str], *, redactor: Redactor | None = None, create: bool = True) -> None:
         """Open (with `create`, make) the database and apply pending migrations. Any problem with the
@@ -64,9 +65,9 @@ class Store:
         self._lock = threading.RLock()
         secure_path(self.path, create=create)
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        self.db = Database(conn, execute_plugins=False)
+        self.db: Any = Database(conn, execute_plugins=False)
         try:
-            with self._sqlite_errors():
+            with self._errors():
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 if migrations.pending(self.db) and self.db["events"].exists():
@@ -85,7 +86,7 @@ class Store:
         return ProcessLock(self.path)
 
     @contextmanager
-    def _sqlite_errors(self) -> Iterator[None]:
+    def _errors(self) -> Iterator[None]:
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
@@ -93,15 +94,15 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        with self._lock, self._sqlite_errors(), self.db.atomic():
+        with self._lock, self._errors(), self.db.atomic():
             yield self.db
 
     def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self._lock, self._sqlite_errors():
+        with self._lock, self._errors():
             return list(self.db.query(sql, params))
 
     def _tuples(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        with self._lock, self._sqlite_errors():
+        with self._lock, self._errors():
             return [tuple(row) for row in self.db.execute(sql, params)]
 
     # -- meta --------------------------------------------------------------------------------
@@ -226,8 +227,20 @@ class Store:
         with self.transaction() as db:
             self._fence(db)
             intent_id = db.execute(
-                "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [run_id, remote_id, action, method, event_id, json.dumps(request) if request is not None else None, content_hash, iso(now), os.getpid()],
+                "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid, epoch)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [
+                    run_id,
+                    remote_id,
+                    action,
+                    method,
+                    event_id,
+                    json.dumps(request) if request is not None else None,
+                    content_hash,
+                    iso(now),
+                    os.getpid(),
+                    self.epoch,
+                ],
             ).fetchone()[0]
             if method == "POST":
                 # A create in flight: the row exists (status pending, no event id) so a crash
