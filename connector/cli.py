@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from connector import oncall, views
+from connector.clock import utcnow
 from connector.config import Settings, load_settings
 from connector.engine import PassOptions, build_redactor, open_engine
-from connector.errors import ConfigError, ConnectorError, UserError
+from connector.errors import FAILURE_KINDS, ConfigError, ConnectorError, UserError
 from connector.logs import setup_logging
 from connector.redact import Redactor
 from connector.results import ActionResult, PassResult
@@ -211,6 +212,7 @@ def status(state: CliState, limit: int, as_json: bool) -> None:
     out.print(views.counts_table("events", document["events"]))
     out.print(views.counts_table("open failures", document["failures"]))
     out.print(f"in doubt: {document['in_doubt']}    next run: {document['next_run_at'] or 'no daemon heartbeat'}")
+    out.print(views.webhooks_line(document["webhooks"]), markup=False, highlight=False)
 
 
 @cli.command()
@@ -229,7 +231,7 @@ def run(state: CliState) -> None:
 def failure_filters(func: Any) -> Any:
     func = json_option(func)
     func = click.option("--open/--all", "only_open", default=True, help="Open failures only (default), or all, resolved included.")(func)
-    return click.option("--kind", type=click.Choice(["transient", "permanent", "in_doubt"]), default=None)(func)
+    return click.option("--kind", type=click.Choice(list(FAILURE_KINDS)), default=None)(func)
 
 
 @cli.group(invoke_without_command=True)
@@ -292,7 +294,7 @@ def failures_show(state: CliState, failure_id: int, as_json: bool) -> None:
 @cli.command()
 @click.argument("failure_ids", nargs=-1, type=int)
 @click.option("--all", "replay_all", is_flag=True, help="Every open failure.")
-@click.option("--kind", type=click.Choice(["transient", "permanent"]), default=None, help="Every open failure of this kind.")
+@click.option("--kind", type=click.Choice(["transient", "permanent", "drift"]), default=None, help="Every open failure of this kind.")
 @click.option("--remote-id", "remote_ids", multiple=True, help="This remote id (repeatable).")
 @wait_option
 @pass_state
@@ -314,6 +316,9 @@ def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind
         raise click.UsageError("name failure ids, or use --all, --kind or --remote-id")
     with open_engine(settings, wait=wait, on_wait=_waiting(wait)) as engine:
         selection = oncall.select_replay(engine.store, failure_ids=failure_ids, replay_all=replay_all, kind=kind, remote_ids=remote_ids)
+        from connector.webhooks.intake import repair_drift  # a drift failure's replay puts the source's version back
+
+        repair_drift(engine.store, selection.remote_ids, utcnow())
         result = engine.run_pass(PassOptions(full=True, only=selection.remote_ids, replay=True)) if selection.remote_ids else None
     if result is not None:
         views.console().print(views.replay_table(result, sorted(selection.remote_ids)))
@@ -453,6 +458,69 @@ def availability_command(state: CliState, users: tuple[str, ...], required: str,
         views.print_json(availability.slots_document(slots))
         return
     views.console().print(views.availability_table(query, slots))
+
+
+@cli.group()
+def webhooks() -> None:
+    """Jobylon's calendar_event webhooks: the receiver, and the partner's copy ([webhooks.forward])."""
+
+
+@webhooks.command("serve")
+@pass_state
+def webhooks_serve(state: CliState) -> None:
+    """Receive calendar_event deliveries on webhooks.host:webhooks.port until SIGTERM/SIGINT.
+
+    Each delivery is stored before the 2xx; in-doubt creates it answers are healed, drift is
+    reported (sync.on_drift). Beside `connector run` on the same database, or inside it with
+    webhooks.enabled = true. Exit 2 when the port cannot be had.
+    """
+    from connector.webhooks.service import serve
+
+    settings = state.settings()
+    store = Store(settings.state.path, redactor=state.redactor)
+    try:
+        code = serve(settings, store)
+    finally:
+        store.close()
+    sys.exit(code)
+
+
+@webhooks.command("retry-forwards")
+@pass_state
+def webhooks_retry_forwards(state: CliState) -> None:
+    """Try every record not yet forwarded to the partner again now, permanent failures included."""
+    from connector.webhooks.service import retry_forwards
+
+    settings = state.settings()
+    store = Store(settings.state.path, redactor=state.redactor)
+    try:
+        sent, left = retry_forwards(settings, store)
+    finally:
+        store.close()
+    click.echo(f"{sent} record(s) forwarded, {left} still waiting")
+    sys.exit(1 if left else 0)
+
+
+@cli.group()
+def events() -> None:
+    """What Jobylon's webhooks said about the events."""
+
+
+@events.command("show")
+@click.argument("remote_id")
+@json_option
+@pass_state
+def events_show(state: CliState, remote_id: str, as_json: bool) -> None:
+    """One interview's event as Jobylon last described it: status, RSVPs, video link, when received."""
+    store = _open_store(state)
+    try:
+        document = oncall.event_document(store, remote_id)
+    finally:
+        store.close()
+    if as_json:
+        views.print_json(document)
+        return
+    views.console().print(views.event_panel(document))
 
 
 def main() -> None:

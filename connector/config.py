@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
@@ -260,6 +260,8 @@ class SyncConfig(Section):
     max_deletes: int = Field(50, ge=0)
     max_delete_fraction: float = Field(0.2, ge=0, le=1)
     first_pass_max_creates: int | None = Field(None, ge=0)  # None: no limit on a new database's first pass
+    on_drift: Literal["report", "update", "recreate"] = "report"  # an event changed or cancelled inside Jobylon (webhooks)
+    reference_marker: bool = False  # end each event description with a line naming its remote id
 
     @field_validator("cron")
     @classmethod
@@ -320,6 +322,118 @@ class AlertsConfig(Section):
     stale_after_seconds: float = Field(3600, gt=0)
 
 
+class WebhookForwardConfig(Section):
+    """`[webhooks.forward]`: post a normalised record of each event Jobylon tells us about to the
+    partner (remote id, event id, status, RSVPs, video link). Off while `url` is empty."""
+
+    url: SecretStr = SecretStr("")  # may carry a token
+    headers: dict[str, str] = {}  # e.g. Authorization; values are secrets
+    timeout_seconds: float = Field(10, gt=0)
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if text and not re.match(r"^https?://[^/\s]+", text):
+            raise ValueError("expected an http(s) URL")
+        return SecretStr(text)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!a} is not a valid HTTP header name ({_HEADER_NAME_RULE})")
+            _header_value(text, f"webhooks.forward.headers.{name}", required=False)
+        return value
+
+
+class WebhooksConfig(Section):
+    """`[webhooks]`: the receiver of Jobylon's calendar_event deliveries (`connector webhooks serve`,
+    or inside `connector run` with `enabled`). Jobylon has no signature: protect it with basic auth,
+    a required header and/or a client-IP allow-list; any address but loopback needs one of them."""
+
+    enabled: bool = False  # start the receiver inside `connector run`
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)  # 0: any free port (tests)
+    path: str = "/jobylon/webhooks/"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    header_name: str = ""  # a header every delivery must carry (Jobylon's custom headers)
+    header_value: SecretStr = SecretStr("")
+    allowed_ips: list[str] = []  # addresses or networks (203.0.113.0/24); empty: any
+    max_body_bytes: int = Field(1_000_000, ge=1, le=50_000_000)
+    threads: int = Field(4, ge=1, le=64)
+    settle_interval_seconds: float = Field(30, gt=0)  # how often deliveries still unmatched are looked at again
+    forward: WebhookForwardConfig = WebhookForwardConfig()
+
+    @field_validator("host")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() or c in "?#" for c in value):
+            raise ValueError("expected a URL path such as /jobylon/webhooks/")
+        return value
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _basic_credential(cls, value: Any, info: ValidationInfo) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        value = _stripped(raw, f"webhooks.{info.field_name}")
+        if isinstance(value, str):
+            _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
+            if info.field_name == "username" and ":" in value:
+                raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
+        return value
+
+    @field_validator("header_name", mode="before")
+    @classmethod
+    def _header_name(cls, value: Any) -> Any:
+        value = _stripped(value, "webhooks.header_name")
+        if isinstance(value, str) and value and not _HEADER_NAME.fullmatch(value):
+            raise ValueError(f"not a valid HTTP header name ({_HEADER_NAME_RULE})")
+        return value
+
+    @field_validator("header_value", mode="before")
+    @classmethod
+    def _header_safe(cls, value: Any) -> Any:
+        return _header_value(value, "webhooks.header_value", required=False)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 203.0.113.7 or 203.0.113.0/24)") from None
+        return [entry.strip() for entry in value]
+
+    @model_validator(mode="after")
+    def _protected(self) -> WebhooksConfig:
+        if bool(self.username) != bool(self.password.get_secret_value()):
+            raise ValueError("webhooks.username and webhooks.password go together: set both or neither")
+        if bool(self.header_name) != bool(self.header_value.get_secret_value()):
+            raise ValueError("webhooks.header_name and webhooks.header_value go together: set both or neither")
+        if not ipaddress.ip_address(self.host).is_loopback and not (self.username or self.header_name or self.allowed_ips):
+            raise ValueError(
+                f"webhooks.host = {self.host} accepts deliveries from other machines, and Jobylon signs none: "
+                "set webhooks.username/password, webhooks.header_name/header_value or webhooks.allowed_ips"
+            )
+        return self
+
+    def secrets(self) -> list[str]:
+        values = [self.password.get_secret_value(), self.header_value.get_secret_value(), self.forward.url.get_secret_value()]
+        return values + list(self.forward.headers.values())
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which turns errors into ConfigError."""
 
@@ -338,6 +452,7 @@ class Settings(BaseSettings):
     state: StateConfig = StateConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     alerts: AlertsConfig = AlertsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -369,6 +484,7 @@ class Settings(BaseSettings):
             url = self.state.url.get_secret_value()
             in_url = urlsplit(url).password
             values += [url, in_url or "", unquote(in_url or ""), self.state.password.get_secret_value() if self.state.password else ""]
+        values += self.webhooks.secrets()
         return [v for v in values if v]
 
 
@@ -576,7 +692,17 @@ def _environment_problem(exc: SettingsError, origin: str) -> str:
     return f"{origin}: invalid configuration (1 problem):\n  {where}: not a valid value for '{field or '?'}' (a list or a table is written as JSON there, e.g. [60, 300])"
 
 
-SECRET_KEYS = {("jobylon", "app_key"), ("alerts", "webhook_url"), ("auth", "token"), ("auth", "password"), ("auth", "value")}
+SECRET_KEYS = {
+    ("jobylon", "app_key"),
+    ("alerts", "webhook_url"),
+    ("auth", "token"),
+    ("auth", "password"),
+    ("auth", "value"),
+    ("webhooks", "password"),
+    ("webhooks", "header_value"),
+    ("forward", "url"),
+    ("forward", "headers"),
+}
 
 
 def _secret_paths(data: Any, path: tuple[str, ...] = ()) -> list[str]:
@@ -660,6 +786,9 @@ NEVER_SHOWN = (
     ("source", "url"),
     ("source", "auth"),
     ("source", "headers"),
+    ("webhooks", "password"),
+    ("webhooks", "header_value"),
+    ("webhooks", "forward"),
 )
 
 

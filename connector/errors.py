@@ -20,6 +20,11 @@
           +-- AuthError            exit 4, kind transient: the credentials were refused; the pass stops,
           |                        and the item is tried again once they are fixed
           +-- InDoubtError         kind in_doubt: a create may or may not have been applied; never repeated
+     +-- DriftError                kind drift: Jobylon's copy of a mapped event was cancelled or changed inside
+                                   Jobylon, or a second event looks like a copy of it (a calendar_event webhook
+                                   said so); per item, reported, never raised past the webhook intake
+
+The failure kinds recorded in `failures.kind` are `FAILURE_KINDS`.
 
 Every class carries its process exit code (`exit_code`); Jobylon errors also carry the failure kind
 they are recorded as (`kind`) and whether they stop the whole pass (`stops_pass`). The CLI's error
@@ -33,6 +38,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 from typing import ClassVar
+
+FAILURE_KINDS = ("transient", "permanent", "in_doubt", "drift")
 
 
 class ExitCode(IntEnum):
@@ -128,3 +135,16 @@ class AuthError(JobylonError):
 
 class InDoubtError(JobylonError):
     kind = "in_doubt"
+
+
+class DriftError(ConnectorError):
+    """Jobylon's copy of an event no longer matches what the source schedules (changed or cancelled
+    inside Jobylon, or a likely second copy); `sync.on_drift` decides what the next pass does."""
+
+    kind: ClassVar[str] = "drift"
+
+    def __init__(self, message: str, *, remote_id: str, event_id: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.remote_id = remote_id
+        self.event_id = event_id

@@ -29,7 +29,7 @@ from typing import Any
 from connector.config import Settings
 from connector.errors import JobylonError, LeaseLost, NotFoundError, StateError
 from connector.jobylon import JobylonClient
-from connector.model import Interview
+from connector.model import Interview, with_marker
 from connector.plan import CALL_ACTIONS, Action, Create, Delete, Invalid, Recreate, Skip, Update
 from connector.redact import Redactor
 from connector.results import ActionResult
@@ -259,15 +259,16 @@ class Executor:
 
     def _update(self, run_id: int, call: Update) -> ActionResult:
         interview = call.interview
-        intent = self._intent(run_id, interview.remote_id, "update", "PUT", call.event_id, interview.update_payload, interview.content_hash)
+        body = self._body(interview.update_payload, interview)
+        intent = self._intent(run_id, interview.remote_id, "update", "PUT", call.event_id, body, interview.content_hash)
         try:
-            self.client.update(call.event_id, interview.update_payload)
+            self.client.update(call.event_id, body)
             self._answered("PUT")
         except NotFoundError as exc:
             return self._vanished(run_id, intent, exc, interview)
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="failed")
-        self.store.record_success(intent, state=_synced(interview, call.event_id), http_status=200, now=self.clock())
+        self.store.record_success(intent, state=_synced(interview, call.event_id, self._body(interview.payload, interview)), http_status=200, now=self.clock())
         self.breaker.reset()
         return ActionResult("update", interview.remote_id, call.event_id, "updated")
 
@@ -296,13 +297,14 @@ class Executor:
 
     def _post(self, run_id: int, interview: Interview, action: str) -> ActionResult:
         """The create call, for a new event or the second half of a recreate."""
-        intent = self._intent(run_id, interview.remote_id, action, "POST", None, interview.payload, interview.content_hash)
+        body = self._body(interview.payload, interview)
+        intent = self._intent(run_id, interview.remote_id, action, "POST", None, body, interview.content_hash)
         try:
-            event_id = self.client.create(interview.payload)
+            event_id = self.client.create(body)
             self._answered("POST")
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="in_doubt" if exc.kind == "in_doubt" else "failed")
-        self.store.record_success(intent, state=_synced(interview, event_id), http_status=201, now=self.clock())
+        self.store.record_success(intent, state=_synced(interview, event_id, body), http_status=201, now=self.clock())
         self.breaker.reset()
         return ActionResult(action, interview.remote_id, event_id, "created" if action == "create" else "recreated")
 
@@ -319,6 +321,11 @@ class Executor:
         return ActionResult("update", interview.remote_id, intent.event_id, "failed", message)
 
     # -- the records around a call ------------------------------------------------------------
+
+    def _body(self, payload: dict[str, Any], interview: Interview) -> dict[str, Any]:
+        """The body sent: with `sync.reference_marker`, the description ends with the remote id's marker
+        line (the hashes stay the Interview's, so the plan and the state agree)."""
+        return with_marker(payload, interview.remote_id) if self.settings.sync.reference_marker else payload
 
     def _intent(
         self, run_id: int, remote_id: str, action: str, method: str, event_id: int | None, request: dict[str, object] | None, content_hash: str | None
@@ -369,11 +376,11 @@ class Executor:
         return ActionResult(intent.action, intent.remote_id, intent.event_id, "in_doubt" if exc.kind == "in_doubt" else "failed", message)
 
 
-def _synced(interview: Interview, event_id: int) -> EventState:
+def _synced(interview: Interview, event_id: int, payload: dict[str, Any]) -> EventState:
     return EventState(
         event_id=event_id,
         status="synced",
-        payload=interview.payload,
+        payload=payload,
         mutable_hash=interview.mutable_hash,
         fixed_hash=interview.fixed_hash,
         starts_at_utc=interview.starts_at_utc,

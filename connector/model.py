@@ -182,6 +182,54 @@ def payload_hash(data: Any) -> str:
     return _digest(text)
 
 
+# -- the reference marker (sync.reference_marker) ---------------------------------------------
+# The last line of an event's description names the interview it was made for, so a webhook about
+# an event whose create went unanswered can be matched to its item without comparing every field.
+# The executor adds it to the bodies it sends (create and update); the Interview and its hashes never
+# hold it, so the state format is unchanged and turning it on or off is no change by itself: each
+# event gets (or loses) it with its next create or update. A marker edited away inside Jobylon is
+# drift like any other change of the description.
+
+MARKER_PREFIX = "[connector ref: "
+MARKER_SUFFIX = "]"
+
+
+def reference_marker(remote_id: str) -> str:
+    """The marker line of a remote id: `[connector ref: "INT-1002"]` (JSON-quoted, so any id fits one line)."""
+    return f"{MARKER_PREFIX}{json.dumps(remote_id, ensure_ascii=True)}{MARKER_SUFFIX}"
+
+
+def with_marker(payload: dict[str, Any], remote_id: str) -> dict[str, Any]:
+    """A create or update body whose description ends with the remote id's marker line."""
+    description = payload.get("description") or ""
+    marker = reference_marker(remote_id)
+    return {**payload, "description": f"{description}\n\n{marker}" if description else marker}
+
+
+def without_marker(payload: dict[str, Any]) -> dict[str, Any]:
+    """The body with a trailing marker line taken off its description (what the Interview hashed)."""
+    description = payload.get("description")
+    if not isinstance(description, str) or read_marker(description) is None:
+        return payload
+    text = description.rstrip()
+    head, _, _ = text.rpartition("\n")
+    return {**payload, "description": head[:-1] if head.endswith("\n") else head}
+
+
+def read_marker(description: str | None) -> str | None:
+    """The remote id named by a marker on the description's last line, or None."""
+    if not description:
+        return None
+    last = description.rstrip().rsplit("\n", 1)[-1].strip()
+    if not (last.startswith(MARKER_PREFIX) and last.endswith(MARKER_SUFFIX)):
+        return None
+    try:
+        value = json.loads(last[len(MARKER_PREFIX) : -len(MARKER_SUFFIX)])
+    except ValueError:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """The ZoneInfo of an IANA name, cached (every interview needs its zone)."""

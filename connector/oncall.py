@@ -35,6 +35,16 @@ def next_step(row: FailureRow) -> str:
             "look in Jobylon for an event matching the request above; if it is there, "
             f"`connector resolve {row.remote_id} --event-id N`; if not, `connector resolve {row.remote_id} --recreate`"
         )
+    if row.kind == "drift" and row.action == "duplicate":
+        return (
+            "look at both events in Jobylon (`connector events show "
+            f"{row.remote_id}`); if the second is a copy, delete it in Jobylon (the connector never deletes it), then close this with `connector replay {row.id}`"
+        )
+    if row.kind == "drift":
+        return (
+            f"Jobylon's copy no longer matches the source (`connector events show {row.remote_id}`): `connector replay {row.id}` puts the "
+            'source\'s version back (a PUT, or delete + create for a cancellation or a fixed field); sync.on_drift = "update" or "recreate" does that by itself'
+        )
     if row.kind == "permanent":
         return f"fix the interview at the source (a change is tried at the next poll), or try again now with `connector replay {row.id}`"
     return f"none needed: tried again automatically after {row.next_attempt_at or 'the next poll'}; to try now, `connector replay {row.id}`"
@@ -50,6 +60,7 @@ def status_document(store: Store, limit: int = 10, *, heartbeat_fresh: bool) -> 
         "in_doubt": by_status.get("in_doubt", 0),
         "next_run_at": store.get_meta("next_run_at") if heartbeat_fresh else None,
     }
+    document["webhooks"] = webhook_counts(store)
     leader = getattr(store, "leader", None)  # replicas on PostgreSQL: who leads, under which epoch
     if leader is not None:
         document["leader"] = leader()
@@ -119,3 +130,68 @@ def prepare_recreate(store: Store, remote_id: str) -> None:
     if row.event_id is not None and row.status not in ("in_doubt", "deleted"):
         raise UserError(f"{remote_id}: mapped to live event {row.event_id}; recreate only applies to items without an event")
     store.clear_for_create(remote_id, utcnow(), message="operator: create anew")
+
+
+# -- for the status pages (connector.web) ------------------------------------------------------
+
+
+def shell_next_step(row: FailureRow) -> str:
+    """`next_step` with the remote id quoted for a POSIX shell where it needs it (`'INT 3'`), so a
+    command copied from a page runs as shown. For a plain id (`INT-3`) the CLI's text exactly."""
+    import dataclasses
+    import shlex
+
+    return next_step(dataclasses.replace(row, remote_id=shlex.quote(row.remote_id)))
+
+
+def fix_commands(row: FailureRow) -> list[str]:
+    """The commands in `shell_next_step`, in order: what the person on call may run for this failure."""
+    return [piece for index, piece in enumerate(shell_next_step(row).split("`")) if index % 2 == 1]
+
+
+# -- Jobylon's calendar_event webhooks (connector.webhooks) -----------------------------------------
+
+
+def webhook_counts(store: Store) -> dict[str, Any]:
+    """`status`: events Jobylon told us of (per status and per what the connector made of them), RSVPs,
+    in-doubt creates healed by a webhook, records not yet forwarded, the last delivery's time."""
+    from connector.store.webhooks import WebhookStore
+
+    return WebhookStore(store).counts()
+
+
+def event_document(store: Store, remote_id: str) -> dict[str, Any]:
+    """`events show REMOTE_ID --json`: the interview's event as Jobylon last described it (status,
+    RSVPs, video link, when received), and any other event settled to it (a likely duplicate)."""
+    from connector.store.webhooks import WebhookStore
+
+    row = store.event(remote_id)
+    if row is None:
+        raise UserError(f"{remote_id}: not in the state database")
+    tables = WebhookStore(store)
+    own = tables.event(row.event_id) if row.event_id is not None else None
+    others = [e for e in tables.events_of(remote_id) if e.event_id != row.event_id]
+
+    def describe(event: Any) -> dict[str, Any]:
+        return {
+            "event_id": event.event_id,
+            "status": event.status,
+            "title": event.title,
+            "start_time": event.start_time,
+            "timezone": event.timezone,
+            "duration": event.duration,
+            "video_link": event.video_link,
+            "rsvps": [{"application_id": r.application_id, "rsvp": r.rsvp} for r in tables.rsvps(event.event_id)],
+            "received_at": event.received_at,
+            "first_received_at": event.first_received_at,
+            "settled_as": event.settled_as,
+            "note": event.note,
+        }
+
+    return {
+        "remote_id": remote_id,
+        "event_id": row.event_id,
+        "mapping_status": row.status,
+        "event": describe(own) if own is not None else None,
+        "other_events": [describe(e) for e in others],
+    }

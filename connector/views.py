@@ -247,3 +247,51 @@ def availability_table(query: AvailabilityQuery, slots: list[Slot]) -> Table:
     if not slots:
         table.add_row("(none)", "", "", "")
     return table
+
+
+# -- Jobylon's calendar_event webhooks ------------------------------------------------------------
+
+
+def webhooks_line(counts: dict[str, Any]) -> str:
+    """`status`: one line on what Jobylon's webhooks told us."""
+    if not counts.get("events"):
+        return "webhooks: no calendar_event delivery received"
+    statuses = ", ".join(f"{name} {n}" for name, n in counts["by_status"].items())
+    settled = counts.get("settled_as", {})
+    waiting = sum(settled.get(name, 0) for name in ("received", "waiting", "ambiguous", "unmatched"))
+    rsvps = ", ".join(f"{name} {n}" for name, n in counts.get("rsvps", {}).items()) or "none"
+    parts = [
+        f"webhooks: {counts['events']} events ({statuses})",
+        f"RSVPs: {rsvps}",
+        f"in-doubt creates healed: {counts.get('healed', 0)}",
+        f"unmatched: {waiting}",
+    ]
+    if settled.get("duplicate"):
+        parts.append(f"likely duplicates: {settled['duplicate']}")
+    if counts.get("forwards_unsent"):
+        parts.append(f"not yet forwarded: {counts['forwards_unsent']}")
+    parts.append(f"last delivery: {counts.get('last_received_at') or '-'}")
+    return "    ".join(parts)
+
+
+def event_panel(document: dict[str, Any]) -> Table:
+    """`events show`: the interview's event, its RSVPs and video link, and any likely duplicate."""
+    event = document["event"]
+    title = f"{document['remote_id']}: event {document['event_id'] if document['event_id'] is not None else '-'} ({document['mapping_status']})"
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    if event is None:
+        table.add_row("webhook", "no calendar_event delivery received for this event yet")
+    for shown in [event] if event is not None else []:
+        table.add_row("status", shown["status"])
+        table.add_row("title", shown["title"] or "")
+        table.add_row("start", f"{shown['start_time'] or ''} {shown['timezone'] or ''} ({shown['duration']} min)")
+        table.add_row("video link", shown["video_link"] or "(none)")
+        table.add_row("RSVPs", ", ".join(f"{r['application_id']}: {r['rsvp']}" for r in shown["rsvps"]) or "(no participants)")
+        table.add_row("received", f"{shown['received_at']} (first {shown['first_received_at']})")
+        if shown["note"]:
+            table.add_row("note", shown["note"])
+    for other in document["other_events"]:
+        table.add_row(f"event {other['event_id']}", f"{other['settled_as']}: {other['note'] or ''}")
+    return table

@@ -151,3 +151,87 @@ class OperationRow(_Row):
     message: str | None
     at: str
     duration_ms: int | None
+
+
+# -- webhooks (connector.webhooks): what Jobylon's calendar_event deliveries said ----------------
+
+
+@dataclass(frozen=True)
+class WebhookEventRecord:
+    """An event's latest state as a delivery described it, to store."""
+
+    event_id: int
+    status: str
+    title: str | None
+    description: str | None
+    duration: int | None
+    start_time: str | None
+    timezone: str | None
+    organizer: str | None
+    participants: tuple[int, ...]
+    rsvps: tuple[tuple[int, str], ...]  # (application id, rsvp)
+    location: str | None
+    videoconferencing: bool
+    video_link: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class WebhookEventRow(_Row):
+    """A row of `webhook_events`: the latest state Jobylon told us of one event, and what the
+    connector made of it (`settled_as`, `remote_id`, `note`)."""
+
+    event_id: int
+    status: str
+    title: str | None
+    description: str | None
+    duration: int | None
+    start_time: str | None
+    timezone: str | None
+    organizer: str | None
+    participants: str | None  # JSON list of application ids
+    location: str | None
+    videoconferencing: int | None
+    video_link: str | None
+    content_hash: str
+    received_at: str
+    first_received_at: str
+    remote_id: str | None
+    settled_as: str
+    note: str | None
+
+    @property
+    def participant_ids(self) -> list[int]:
+        return list(json.loads(self.participants)) if self.participants else []
+
+
+@dataclass(frozen=True)
+class RsvpRow(_Row):
+    """A row of `webhook_rsvps`: one participant's answer to one event."""
+
+    event_id: int
+    application_id: int
+    rsvp: str
+    received_at: str
+
+
+@dataclass(frozen=True)
+class ForwardRow(_Row):
+    """A row of `webhook_forwards`: a record for the partner (`[webhooks.forward]`), sent or not yet."""
+
+    id: int
+    event_id: int
+    remote_id: str | None
+    record: str  # the JSON document posted
+    created_at: str
+    sent_at: str | None
+    attempts: int
+    kind: str | None  # of the last failure: transient | permanent
+    http_status: int | None
+    message: str | None
+    last_at: str | None
+    next_attempt_at: str | None
+
+    @property
+    def record_data(self) -> dict[str, Any]:
+        return dict(json.loads(self.record))

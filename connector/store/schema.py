@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 migrations = Migrations("connector")
 
 
@@ -109,3 +109,62 @@ def m005_leases(db: Database) -> None:
     every intent is written under (fencing). An SQLite state has one process and leaves them empty."""
     db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at REAL NOT NULL)")
     db.execute("ALTER TABLE intents ADD COLUMN epoch INTEGER")
+
+
+@migrations()
+def m003_webhooks(db: Database) -> None:
+    """Jobylon's calendar_event webhooks (connector.webhooks): the latest state of each event as
+    Jobylon last described it, its participants' RSVPs, and the outbox of records forwarded to the
+    partner. Written in standard SQL (a PostgreSQL store follows). `settled_as` says what the
+    connector made of the event: mapped (an event we know), linked (an in-doubt create it healed),
+    duplicate, stale, waiting, ambiguous or unmatched (the last three are looked at again)."""
+    db.execute(
+        """CREATE TABLE webhook_events (
+            event_id INTEGER PRIMARY KEY,
+            status TEXT NOT NULL,
+            title TEXT,
+            description TEXT,
+            duration INTEGER,
+            start_time TEXT,
+            timezone TEXT,
+            organizer TEXT,
+            participants TEXT,
+            location TEXT,
+            videoconferencing INTEGER,
+            video_link TEXT,
+            content_hash TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            first_received_at TEXT NOT NULL,
+            remote_id TEXT,
+            settled_as TEXT NOT NULL,
+            note TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX idx_webhook_events_remote_id ON webhook_events(remote_id)")
+    db.execute("CREATE INDEX idx_webhook_events_settled_as ON webhook_events(settled_as)")
+    db.execute(
+        """CREATE TABLE webhook_rsvps (
+            event_id INTEGER NOT NULL,
+            application_id INTEGER NOT NULL,
+            rsvp TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (event_id, application_id)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE webhook_forwards (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL,
+            remote_id TEXT,
+            record TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            kind TEXT,
+            http_status INTEGER,
+            message TEXT,
+            last_at TEXT,
+            next_attempt_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX idx_webhook_forwards_due ON webhook_forwards(next_attempt_at) WHERE sent_at IS NULL")
