@@ -130,3 +130,74 @@ def test_circuit_breaker_ends_a_pass_early_and_the_next_poll_tries_again(tmp_pat
         assert result.outcome == "ok" and result.counts["created"] == 40
     finally:
         h.close()
+
+
+def test_under_faults_with_webhooks_every_in_doubt_create_whose_event_reached_jobylon_heals_itself(tmp_path, sandbox):
+    """The faults above, with the sandbox delivering calendar_event webhooks to a real receiver (and
+    failing some deliveries: Jobylon retries): no in-doubt create whose event exists is left for a
+    person, no false drift, no duplicate; the rest never reached Jobylon and are re-created."""
+    import json
+
+    from connector.webhooks.service import WebhookService
+
+    started = time.monotonic()
+    rng = random.Random(SEED + 1)
+    user, password = "jobylon", "chaos-hook-pass-1"
+    h = Harness(
+        tmp_path,
+        sandbox,
+        sync={"concurrency": 4, "max_deletes": 10_000, "max_delete_fraction": 1.0},
+        retry={"attempts": 4, "retry_after_max_seconds": 0.05, "failed_item_backoff_seconds": [0], "circuit_breaker_failures": 10_000},
+        jobylon={"timeout_seconds": 2},
+        webhooks={"port": 0, "username": user, "password": password, "settle_interval_seconds": 3600},
+    )
+    service = WebhookService(h.settings, h.store).start()
+    sandbox.use_webhooks(service.url, username=user, password=password, retry_scale=0.0001, drop_rate=0.2)
+    state = {f"R{i}": item(f"R{i}", days=1 + i % 30, hour=8 + i % 9, title=f"Interview R{i} v0") for i in range(ITEMS)}
+    counter = [0]
+    try:
+        sandbox.set_faults(rate=0.25, kinds={k: 1 for k in FAULT_KINDS}, spike_ms=150, retry_after_seconds=1, seed=SEED + 1)
+        for _ in range(FAULTY_PASSES):
+            mutate(rng, state, counter)
+            h.write(list(state.values()))
+            h.sync(allow_mass_delete=True)
+            assert sandbox.wait_for_webhooks(30)
+            service.tick()  # as `connector run` does after every pass
+        sandbox.set_faults(rate=0.0)
+        for _ in range(2):
+            h.sync()
+            assert sandbox.wait_for_webhooks(30)
+            service.tick()
+
+        doubted = [f for f in h.store.failures(kind="in_doubt", include_resolved=True)]
+        healed = [op for op in h.store.operations() if op.action == "webhook_link"]
+        left = h.store.failures(kind="in_doubt")
+        mapped = {e.event_id for e in h.store.events() if e.event_id is not None}
+        orphans = [e for e in h.jobylon_events() if e["id"] not in mapped]
+        for failure in left:  # what is left for a person never reached Jobylon: no event carries its request
+            request = json.loads(failure.request)
+            assert not [e for e in orphans if all(e.get(k) == v for k, v in request.items())], failure.remote_id
+        assert orphans == []  # every event the sandbox holds belongs to a mapping: each healed create is linked
+        assert h.store.failures(kind="drift") == []  # our own calls' deliveries are never drift
+        deliveries = sandbox.webhook_log()
+        assert any(d["http_status"] is None for d in deliveries)  # some were lost and delivered again
+        for failure in left:
+            oncall.prepare_recreate(h.store, failure.remote_id)
+        for _ in range(2):
+            result = h.sync()
+        assert result.outcome == "ok", (result.outcome, result.counts)
+        assert result.counts["created"] + result.counts["updated"] + result.counts["deleted"] + result.counts["recreated"] == 0
+        per_remote = Counter(e["title"].split()[1] for e in h.jobylon_events())
+        assert sum(n - 1 for n in per_remote.values() if n > 1) == 0
+        assert set(per_remote) == {rid for rid, raw in state.items() if raw["status"] != "cancelled"}
+        share = len(healed) / len(doubted) if doubted else 1.0
+        print(
+            f"\nchaos with webhooks: {len(doubted)} creates in doubt, {len(healed)} healed by their webhook ({share:.0%}), "
+            f"{len(left)} left for a person (their event never reached Jobylon: dropped or refused before it was made), "
+            f"{len(deliveries)} delivery attempts ({sum(d['http_status'] is None for d in deliveries)} lost and retried), {time.monotonic() - started:.1f} s"
+        )
+        assert healed, "the faults made no apply-then-500 create: the run proves nothing"
+    finally:
+        sandbox.use_webhooks(None)
+        service.stop()
+        h.close()

@@ -10,7 +10,11 @@ partner's event; 404 unknown path or event; 405 other methods (with Allow).
 
 Control routes (no auth, never faulted, never logged), for tests, benchmarks and the demo:
     GET /_sandbox/events, DELETE /_sandbox/events/<id>, GET /_sandbox/requests, GET /_sandbox/stats,
-    GET|POST /_sandbox/faults, GET|POST /_sandbox/script, POST /_sandbox/reset
+    GET|POST /_sandbox/faults, GET|POST /_sandbox/script, POST /_sandbox/reset,
+    GET|POST /_sandbox/webhooks ({url, username?, password?, headers?, retry_scale?, link_key?}: deliver
+    calendar_event webhooks there; GET: the config, the delivery log, how many are pending),
+    POST /_sandbox/events/<id>/rsvp {application_id, rsvp}, POST /_sandbox/events/<id>/cancel,
+    POST /_sandbox/events/<id>/change {field: value}: changes made inside Jobylon (each delivered)
 
 Order of checks on an API request: route (404) -> credentials (403) -> fault -> method (405) ->
 Content-Type and JSON (400) -> event lookup (404 / 403) -> field validation (400) -> effect.
@@ -48,6 +52,7 @@ def _partner(app_id: str | None, app_key: str | None) -> Partner | None:
 
 ALLOW = {"events": "POST", "event": "PUT, DELETE", "availability": "POST"}
 CONTROL_ALLOW = {"events": "GET", "event": "DELETE", "requests": "GET", "stats": "GET", "faults": "GET, POST", "script": "GET, POST", "reset": "POST"}
+CONTROL_ALLOW |= {"webhooks": "GET, POST", "rsvp": "POST", "cancel": "POST", "change": "POST"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -222,6 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
         name = parts[0] if parts else ""
         if len(parts) == 2 and name == "events":
             name = "event"
+        elif len(parts) == 3 and name == "events" and parts[2] in ("rsvp", "cancel", "change"):
+            name = parts[2]
         elif len(parts) != 1:
             name = ""
         if name not in CONTROL_ALLOW:
@@ -243,6 +250,16 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError("event id must be an integer")
                 sandbox.delete_event(int(parts[1]))
                 self._send(204, None)
+            elif name in ("rsvp", "cancel", "change"):
+                self._send(200, self._jobylon_side(sandbox, name, parts[1], body))
+            elif name == "webhooks" and method == "GET":
+                sender = sandbox.webhooks
+                self._send(200, {"config": sender.describe() if sender else None, "log": sandbox.webhook_log(), "pending": sender.pending() if sender else 0})
+            elif name == "webhooks":
+                if not isinstance(body, dict) or set(body) - {"url", "username", "password", "headers", "retry_scale", "link_key", "drop_rate"}:
+                    raise ValueError('expected {"url", "username"?, "password"?, "headers"?, "retry_scale"?, "link_key"?, "drop_rate"?}')
+                sender = sandbox.use_webhooks(body.get("url"), **{k: v for k, v in body.items() if k != "url"})
+                self._send(200, {"config": sender.describe() if sender else None})
             elif name == "requests":
                 self._send(200, sandbox.requests_log())
             elif name == "stats":
@@ -264,3 +281,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"reset": True})
         except (ValueError, TypeError) as exc:
             self._send(400, {"detail": str(exc)[:300]})
+
+    @staticmethod
+    def _jobylon_side(sandbox: SandboxServer, name: str, event_id: str, body: Any) -> Any:
+        """A change made inside Jobylon: an RSVP, a cancellation, an edit of fields."""
+        if not event_id.isdigit():
+            raise ValueError("event id must be an integer")
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        if name == "rsvp":
+            application_id = body.get("application_id")
+            if not isinstance(application_id, int) or isinstance(application_id, bool):
+                raise ValueError('expected {"application_id": <int>, "rsvp": "accepted" | ...}')
+            return sandbox.rsvp(int(event_id), application_id, str(body.get("rsvp")))
+        if name == "cancel":
+            return sandbox.cancel_event(int(event_id))
+        return sandbox.change_event(int(event_id), body)

@@ -19,6 +19,7 @@ from connector.sandbox.faults import FAULT_KINDS, check_scripted, copy_faults, d
 from connector.sandbox.handler import _Handler
 from connector.sandbox.state import SandboxState, copy_event
 from connector.sandbox.validation import is_int
+from connector.sandbox.webhooks import RSVPS, WebhookSender
 
 __all__ = ["FAULT_KINDS", "SandboxBindError", "SandboxServer", "serve_forever"]  # FAULT_KINDS: re-exported, it was defined here
 
@@ -135,6 +136,7 @@ class SandboxServer:
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         self._stopped = False
+        self.webhooks: WebhookSender | None = None
 
     # -- lifecycle
 
@@ -158,6 +160,8 @@ class SandboxServer:
             stopper.join(timeout=5)
             self._thread.join(timeout=5)
         self.httpd.server_close()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         with self._open_lock:
             sockets = list(self._open)
         for sock in sockets:
@@ -254,6 +258,78 @@ class SandboxServer:
     def reset(self) -> None:
         """Clear events, request log, counters, faults and script; event ids keep increasing."""
         self.state.reset(default_faults(self._retry_after_seconds, self._seed))
+
+    # -- Jobylon's calendar_event webhooks (connector.sandbox.webhooks) and changes made inside Jobylon
+
+    def use_webhooks(
+        self,
+        url: str | None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        headers: dict[str, str] | None = None,
+        retry_scale: float = 1.0,
+        link_key: str = "vc_link_url",
+        drop_rate: float = 0.0,
+    ) -> WebhookSender | None:
+        """Deliver a calendar_event webhook to `url` on every change of an event from now on (None: stop)."""
+        sender = (
+            WebhookSender(
+                url, username=username, password=password, headers=headers, retry_scale=retry_scale, link_key=link_key, drop_rate=drop_rate, seed=self._seed
+            )
+            if url
+            else None
+        )
+        with self.state.lock:
+            previous, self.webhooks = self.webhooks, sender
+            self.state.on_change = sender.deliver if sender is not None else None
+        if previous is not None:
+            previous.stop()
+        return sender
+
+    def webhook_log(self) -> list[dict[str, Any]]:
+        return self.webhooks.log() if self.webhooks is not None else []
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """True once every delivery so far was answered 2xx or given up."""
+        return self.webhooks.wait_idle(timeout) if self.webhooks is not None else True
+
+    def _change(self, event_id: int, apply: Any) -> dict[str, Any]:
+        with self.state.lock:
+            event = self.state.events.get(event_id)
+            if event is None:
+                raise ValueError(f"no event {event_id}")
+            apply(event)
+            event["version"] += 1
+            self.state.changed(event_id)
+            return copy_event(event, public=True)
+
+    def rsvp(self, event_id: int, application_id: int, rsvp: str) -> dict[str, Any]:
+        """A participant answers the invitation (inside Jobylon)."""
+        if rsvp not in RSVPS:
+            raise ValueError(f"rsvp must be one of {list(RSVPS)}")
+
+        def answer(event: dict[str, Any]) -> None:
+            if application_id not in event["participants"]:
+                raise ValueError(f"application {application_id} is not a participant of event {event_id}")
+            if self.webhooks is not None:
+                self.webhooks.set_rsvp(event_id, application_id, rsvp)
+            if event["status"] == "created":
+                event["status"] = "invited"
+
+        return self._change(event_id, answer)
+
+    def cancel_event(self, event_id: int) -> dict[str, Any]:
+        """Cancel an event inside Jobylon (it stays, with status canceled)."""
+        return self._change(event_id, lambda event: event.update(status="canceled"))
+
+    def change_event(self, event_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change an event's fields inside Jobylon, behind the connector's back."""
+        allowed = {"title", "description", "duration", "start_time", "timezone", "location", "organizer", "participants", "videoconferencing"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise ValueError(f"unknown event fields {unknown}; known: {sorted(allowed)}")
+        return self._change(event_id, lambda event: event.update(changes))
 
     # -- routing
 

@@ -7,6 +7,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -52,6 +53,7 @@ class SandboxState:
         self.by_client: Counter[str] = Counter()  # requests per User-Agent: which replica sent what
         self.connections = 0
         self.script: list[dict[str, Any]] = []
+        self.on_change: Callable[[dict[str, Any]], None] | None = None  # webhooks: called under the lock with a copy
         self.use_faults(faults, reseed=True)
 
     def use_faults(self, config: dict[str, Any], *, reseed: bool) -> None:
@@ -104,6 +106,11 @@ class SandboxState:
                 ids.discard(event_id)
         return event
 
+    def changed(self, event_id: int) -> None:
+        """Tell the webhook sender, if any, that the event changed (call under the lock: deliveries queue in change order)."""
+        if self.on_change is not None and event_id in self.events:
+            self.on_change(copy_event(self.events[event_id]))
+
     def _owned(self, partner: Partner, event_id: int) -> tuple[int, Any] | None:
         """404 / 403 answer if the partner cannot touch this event (call under the lock)."""
         event = self.events.get(event_id)
@@ -155,6 +162,7 @@ class SandboxState:
                 "version": 1,
             }
             self.by_organizer.setdefault(body["organizer"], set()).add(event_id)
+            self.changed(event_id)
         return 201, {"id": event_id}
 
     def update(self, partner: Partner, event_id: int, body: dict[str, Any]) -> tuple[int, Any]:
@@ -176,6 +184,7 @@ class SandboxState:
                 event["status"] = "rescheduled"
             event["version"] += 1
             event["updated_at"] = _now()
+            self.changed(event_id)
             return 200, copy_event(event, public=True)
 
     def delete(self, partner: Partner, event_id: int) -> tuple[int, Any]:
