@@ -36,6 +36,7 @@ from connector.redact import Redactor
 from connector.results import PassResult, is_success
 from connector.store import ProcessLock, open_store
 from connector.store.postgres import PostgresStore
+from connector.webhooks.service import WebhookService
 
 log = logging.getLogger("connector.daemon")
 SHUTDOWN_GRACE_SECONDS = 60
@@ -83,6 +84,7 @@ class Daemon:
         self.engine = self._make_engine(settings, None)
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
+        self.webhooks: WebhookService | None = None
         self.alerter = self._make_alerter(settings)
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._stopping = threading.Event()
@@ -125,6 +127,8 @@ class Daemon:
             self.metrics_server = MetricsServer(self.metrics, obs.metrics_port, host=obs.metrics_host, schedule=schedule).start()
             shown = f"[{obs.metrics_host}]" if ":" in obs.metrics_host else obs.metrics_host
             log.info("metrics on http://%s:%d/metrics and /healthz", shown, self.metrics_server.port)
+        if self.settings.webhooks.enabled:  # binds before the first pass too: a port in use is exit 2
+            self.webhooks = WebhookService(self.settings, self.store).start()
         self.scheduler.add_job(
             self._poll,
             make_trigger(self.settings),
@@ -161,6 +165,8 @@ class Daemon:
             log.error("the pass did not stop within %d s; exiting anyway", SHUTDOWN_GRACE_SECONDS)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self.store.set_meta("next_run_at", None)
         self.store.set_meta("heartbeat_at", None)
         self.engine.close()
@@ -247,6 +253,8 @@ class Daemon:
         log.info("waiting for connector process %s (an on-call command) to finish with the state", holder)
 
     def _after_pass(self, result: PassResult | None, seconds: float, error: str | None) -> None:
+        if self.webhooks is not None:  # deliveries that came before their create's answer was recorded
+            self.webhooks.tick()
         failures = self.store.count_open_failures()
         in_doubt = failures.get("in_doubt", 0)
         self.metrics.observe_pass(result, seconds, failures, in_doubt, error)

@@ -7,6 +7,7 @@ through the same engine `connector sync` uses, and prints what every pass did.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import tempfile
 from datetime import date, timedelta
@@ -23,6 +24,7 @@ from connector.results import PassResult
 from connector.sandbox import SandboxServer
 from connector.sandbox.directory import DEMO_APP_ID, DEMO_APP_KEY
 from connector.views import counts_table, summary_table
+from connector.webhooks.service import WebhookService
 
 CONFIG_TEMPLATE = """\
 # Written by `connector demo`: a working config against the embedded sandbox.
@@ -52,6 +54,11 @@ failed_item_backoff_seconds = [1, 5]
 
 [state]
 path = "{state}"
+
+[webhooks]
+port = 0
+username = "jobylon"
+password = "{webhook_password}"
 """
 
 
@@ -90,7 +97,14 @@ def run_demo(keep: str | None = None, console: Console | None = None) -> int:
             # Paths relative to the config file's folder (the rule for every path key): the folder
             # works from any current directory, and `--keep` with a relative folder too.
             config.write_text(
-                CONFIG_TEMPLATE.format(base_url=sandbox.url, app_id=DEMO_APP_ID, app_key=DEMO_APP_KEY, source=source.name, state="state/connector.db"),
+                CONFIG_TEMPLATE.format(
+                    base_url=sandbox.url,
+                    app_id=DEMO_APP_ID,
+                    app_key=DEMO_APP_KEY,
+                    source=source.name,
+                    state="state/connector.db",
+                    webhook_password=secrets.token_urlsafe(12),
+                ),
                 "utf-8",
             )
             config.chmod(0o600)
@@ -135,6 +149,36 @@ def run_demo(keep: str | None = None, console: Console | None = None) -> int:
                 )
                 run("pass 4: steady state", "Everything is in step again: no calls.")
 
+                # Jobylon's calendar_event webhooks heal a create whose answer was lost.
+                hooks = WebhookService(settings, engine.store).start()
+                try:
+                    sender = sandbox.use_webhooks(hooks.url, username="jobylon", password=settings.webhooks.password.get_secret_value(), retry_scale=0.001)
+                    assert sender is not None
+                    sender.hold()  # for the demo: Jobylon delivers a moment after the pass
+                    late = dict(_by_id(items, "INT-1006"), id="INT-1009", title="Support Specialist - final interview")
+                    late["start_at"] = late["start_at"][:11] + "16:00:00"
+                    items.append(late)
+                    _write(source, items)
+                    sandbox.script({"method": "POST", "fault": "apply_then_500"})
+                    run(
+                        "pass 5: a create whose answer is lost",
+                        "INT-1009 is new; Jobylon makes its event but answers 500, so the create is in doubt (never sent twice by itself).",
+                    )
+                    out.print(f"  in doubt now: {engine.store.count_open_failures().get('in_doubt', 0)}")
+                    sender.hold(False)
+                    sandbox.wait_for_webhooks(10)
+                    hooks.tick()
+                    healed = [op for op in engine.store.operations("INT-1009") if op.action == "webhook_link"]
+                    out.print()
+                    out.rule("Jobylon's calendar_event webhook arrives")
+                    for op in healed:
+                        out.print(f"  INT-1009 -> event {op.event_id}: {op.message}", markup=False, highlight=False)
+                    out.print(f"  in doubt now: {engine.store.count_open_failures().get('in_doubt', 0)}")
+                    run("pass 6: after the webhook", "The healed create is mapped: nothing is created twice.")
+                finally:
+                    sandbox.use_webhooks(None)
+                    hooks.stop()
+
                 events = sandbox.events(DEMO_APP_ID)
                 table = Table(title=f"Jobylon now holds {len(events)} events (read from the sandbox)")
                 for column in ("event id", "title", "start (local)", "timezone", "min", "participants"):
@@ -153,7 +197,7 @@ def run_demo(keep: str | None = None, console: Console | None = None) -> int:
                 out.print(counts_table("state database: events per state", engine.store.count_events_by_status()))
                 out.print(counts_table("open failures", engine.store.count_open_failures()))
             wanted = sum(1 for item in items if item["status"] != "cancelled")
-            expected_ok = codes[-1] == 0 and len(events) == wanted
+            expected_ok = codes[-1] == 0 and len(events) == wanted and bool(healed)
             out.print("[green]demo finished: Jobylon matches the source.[/]" if expected_ok else "[red]demo finished with a mismatch[/]")
             return 0 if expected_ok else 1
     finally:
