@@ -306,6 +306,10 @@ class ObservabilityConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # the address /metrics and /healthz listen on; any but loopback is warned about
+    # The status pages' basic auth (/metrics and /healthz never ask): needed for the pages on any
+    # metrics_host but loopback; set both or neither.
+    username: str = ""
+    password: SecretStr = Field(SecretStr(""), validate_default=True)
 
     @field_validator("metrics_host")
     @classmethod
@@ -314,6 +318,26 @@ class ObservabilityConfig(Section):
             return str(ipaddress.ip_address(value.strip()))
         except ValueError:
             raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _page_credential(cls, value: Any, info: ValidationInfo) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw == "":
+            return value  # none set (also the default, checked as the module loads)
+        value = _stripped(raw, f"observability.{info.field_name}")
+        if isinstance(value, str):
+            _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
+            if info.field_name == "username" and ":" in value:
+                raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _page_credentials_together(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if bool(info.data.get("username")) != bool(value.get_secret_value()):
+            raise ValueError("observability.username and observability.password go together: set both or neither")
+        return value
 
 
 class AlertsConfig(Section):
@@ -485,6 +509,7 @@ class Settings(BaseSettings):
             in_url = urlsplit(url).password
             values += [url, in_url or "", unquote(in_url or ""), self.state.password.get_secret_value() if self.state.password else ""]
         values += self.webhooks.secrets()
+        values.append(self.observability.password.get_secret_value())  # the status pages' basic auth
         return [v for v in values if v]
 
 
@@ -702,6 +727,7 @@ SECRET_KEYS = {
     ("webhooks", "header_value"),
     ("forward", "url"),
     ("forward", "headers"),
+    ("observability", "password"),
 }
 
 
@@ -789,6 +815,7 @@ NEVER_SHOWN = (
     ("webhooks", "password"),
     ("webhooks", "header_value"),
     ("webhooks", "forward"),
+    ("observability", "password"),
 )
 
 
