@@ -220,3 +220,42 @@ def test_status_counts_and_events_show(receiver):
     assert "https://meet.example/x" in text.stdout and "1001: accepted" in text.stdout
     assert "webhooks: 1 events (invited 1)" in invoke_cli("--config", str(config), "status").stdout
     assert invoke_cli("--config", str(config), "events", "show", "NOPE").returncode == 1
+
+
+def test_forward_posts_the_normalised_record_with_retries(tmp_path, sandbox):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got, answers = [], [503, 200]
+
+    class Partner(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((self.headers.get("Authorization"), json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(answers.pop(0) if answers else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    partner = ThreadingHTTPServer(("127.0.0.1", 0), Partner)
+    threading.Thread(target=partner.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{partner.server_address[1]}/events"
+    h = Harness(tmp_path, sandbox, webhooks={**WEBHOOKS, "forward": {"url": url, "headers": {"Authorization": "Bearer fwd-token-123"}}})
+    service = WebhookService(h.settings, h.store).start()
+    try:
+        h.write([item("R1")])
+        h.sync()
+        row = h.store.event("R1")
+        fields = {k: row.payload_data[k] for k in ("title", "description", "duration", "start_time", "timezone", "organizer")}
+        body = delivery(row.event_id, **fields, status="invited", vc_link="https://meet.example/1", participants=[{"id": 1001, "rsvp": "accepted"}])
+        assert post(service, body).status_code == 200
+        assert service.forwarder.send_due() == 1  # a 503 first: retried at once
+        record = {"remote_id": "R1", "event_id": row.event_id, "status": "invited", "rsvps": [{"application_id": 1001, "rsvp": "accepted"}]}
+        assert [g[1] | {"received_at": None} for g in got] == [record | {"video_link": "https://meet.example/1", "received_at": None}] * 2
+        assert got[0][0] == "Bearer fwd-token-123"
+        assert WebhookStore(h.store).forwards() == []  # sent
+    finally:
+        service.stop()
+        h.close()
+        partner.shutdown()
