@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 migrations = Migrations("connector")
 
 
@@ -168,3 +168,15 @@ def m003_webhooks(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX idx_webhook_forwards_due ON webhook_forwards(next_attempt_at) WHERE sent_at IS NULL")
+
+
+@migrations()
+def m004_page_indexes(db: Database) -> None:
+    """The status pages' reads (connector.store.reader), each a page served by an index: open
+    failures newest first, of one kind or all (also `count_open_failures`); every failure of one
+    remote id; the calls of the last passes per action (the chart). Named m004 and applied after
+    m005: migrations run in the order they are written here."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_failures_open_id ON failures(id) WHERE resolved_at IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_failures_open_kind ON failures(kind, id) WHERE resolved_at IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_failures_remote_id ON failures(remote_id, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_operations_run ON operations(run_id, action, method)")
