@@ -36,6 +36,7 @@ from connector.redact import Redactor
 from connector.results import PassResult, is_success
 from connector.store import ProcessLock, open_store
 from connector.store.postgres import PostgresStore
+from connector.web.app import StatusPages
 from connector.webhooks.service import WebhookService
 
 log = logging.getLogger("connector.daemon")
@@ -124,9 +125,16 @@ class Daemon:
             # a port in use is a ConfigError (exit 2), raised before the first pass
             schedule = PassSchedule.of(self.settings.sync)
             obs = self.settings.observability
-            self.metrics_server = MetricsServer(self.metrics, obs.metrics_port, host=obs.metrics_host, schedule=schedule).start()
+            # the status pages read the SQLite file through a read-only connection of their own
+            # (on PostgreSQL: /metrics and /healthz only)
+            pages = (
+                StatusPages.of(obs, self.store.path, redactor=lambda: self.store.redactor, heartbeat_fresh=lambda at: not stale_heartbeat(at, 60))
+                if self.store.engine == "sqlite"
+                else None
+            )
+            self.metrics_server = MetricsServer(self.metrics, obs.metrics_port, host=obs.metrics_host, schedule=schedule, pages=pages).start()
             shown = f"[{obs.metrics_host}]" if ":" in obs.metrics_host else obs.metrics_host
-            log.info("metrics on http://%s:%d/metrics and /healthz", shown, self.metrics_server.port)
+            log.info("metrics on http://%s:%d/metrics and /healthz%s", shown, self.metrics_server.port, "; status pages on /" if pages else "")
         if self.settings.webhooks.enabled:  # binds before the first pass too: a port in use is exit 2
             self.webhooks = WebhookService(self.settings, self.store).start()
         self.scheduler.add_job(

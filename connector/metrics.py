@@ -1,4 +1,5 @@
-"""Prometheus metrics and the health verdict, served on loopback by the daemon (`/metrics`, `/healthz`)."""
+"""Prometheus metrics and the health verdict, served on loopback by the daemon (`/metrics`, `/healthz`),
+with the status pages (`connector.web`) beside them, on waitress."""
 
 from __future__ import annotations
 
@@ -6,20 +7,18 @@ import errno
 import ipaddress
 import json
 import logging
-import socket
-import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
 
 from connector.config import SyncConfig
 from connector.errors import ConfigError
 from connector.results import PassResult
+from connector.web.server import WsgiApp, WsgiServer
 
 log = logging.getLogger("connector.metrics")
 HEALTHY_WITHIN_INTERVALS = 3
@@ -139,63 +138,38 @@ class Metrics:
         return True, {"healthy": True, **body}
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """A scraper that hangs up early is not an error worth a traceback in the service's log."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _QuietServer6(_QuietServer):
-    address_family = socket.AF_INET6
+HEALTH_KEY = "connector.health"  # environ key: the verdict, for the status pages (connector.web.app reads it)
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", "default-src 'none'"))
 
 
 class MetricsServer:
-    """`/metrics` (Prometheus text format) and `/healthz` (200 or 503 with a JSON reason) on 127.0.0.1,
-    or the address `observability.metrics_host` names."""
+    """`/metrics` (Prometheus text format, prometheus_client's WSGI app) and `/healthz` (200 or 503
+    with a JSON reason) on 127.0.0.1, or the address `observability.metrics_host` names; every other
+    path goes to `pages` (the status pages, `connector.web.app.StatusPages`), else 404. Served by
+    waitress; the socket is bound here, so a port in use is a ConfigError before the first pass."""
 
     def __init__(
-        self, metrics: Metrics, port: int, interval_seconds: float | None = None, host: str = "127.0.0.1", *, schedule: PassSchedule | None = None
+        self,
+        metrics: Metrics,
+        port: int,
+        interval_seconds: float | None = None,
+        host: str = "127.0.0.1",
+        *,
+        schedule: PassSchedule | None = None,
+        pages: WsgiApp | None = None,
     ) -> None:
         self.metrics = metrics
         if schedule is None:
             schedule = PassSchedule(interval_seconds=interval_seconds) if interval_seconds is not None else PassSchedule()
         self._expected: tuple[PassSchedule, datetime | None] = (schedule, None)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/metrics":
-                    self._send(200, generate_latest(outer.metrics.registry), CONTENT_TYPE_LATEST)
-                elif self.path.split("?")[0] == "/healthz":
-                    schedule, since = outer._expected
-                    healthy, body = outer.metrics.health(schedule, since=since)
-                    self._send(200 if healthy else 503, json.dumps(body).encode(), "application/json")
-                else:
-                    self._send(404, b'{"error": "not found"}', "application/json")
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        self.pages = pages
+        self._prometheus = make_wsgi_app(metrics.registry)
         address = ipaddress.ip_address(host)  # observability.metrics_host, checked at load
-        server_class = _QuietServer if address.version == 4 else _QuietServer6
         try:
-            self.server = server_class((host, port), Handler)
+            self.server = WsgiServer(self._app, host, port, name="metrics")
         except OSError as exc:  # before the first pass: the service stays down with exit 2, not a restart loop
             raise ConfigError(bind_problem(host, port, exc, "observability.metrics_port")) from None
-        self.port = self.server.server_address[1]
+        self.port = self.server.port
         self.host = host
         if not address.is_loopback:
             where = "every interface" if address.is_unspecified else f"the interface of {host}"
@@ -206,7 +180,23 @@ class MetricsServer:
                 where,
                 self.port,
             )
-        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    def verdict(self, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+        """The `/healthz` verdict: healthy or not, and its JSON body."""
+        schedule, since = self._expected
+        return self.metrics.health(schedule, now, since=since)
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return self._prometheus(environ, lambda status, headers, *exc: start_response(status, [*headers, *SECURITY_HEADERS], *exc))
+        if path == "/healthz":
+            healthy, body = self.verdict()
+            return _send(start_response, 200 if healthy else 503, json.dumps(body).encode())
+        if self.pages is not None:
+            environ[HEALTH_KEY] = self.verdict
+            return self.pages(environ, start_response)
+        return _send(start_response, 404, b'{"error": "not found"}')
 
     @property
     def schedule(self) -> PassSchedule:
@@ -219,12 +209,17 @@ class MetricsServer:
             self._expected = (schedule, now or datetime.now(UTC))
 
     def start(self) -> MetricsServer:
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+
+def _send(start_response: Callable[..., Any], status: int, body: bytes) -> list[bytes]:
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+    start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *SECURITY_HEADERS])
+    return [body]
 
 
 def bind_problem(host: str, port: int, exc: OSError, key: str) -> str:

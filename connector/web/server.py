@@ -1,0 +1,70 @@
+"""A WSGI application served by waitress on one address, in a thread of its own: bound when built
+(so a port in use is known before anything else starts), started, and stopped from any thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from waitress.server import create_server
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class WsgiServer:
+    """`app` on `host:port` (port 0: any free one, see `port`). Binding errors are OSError."""
+
+    def __init__(self, app: WsgiApp, host: str, port: int, *, name: str = "http", threads: int = 4) -> None:
+        self._server: Any = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="jobylon-connector",
+            connection_limit=64,
+            channel_timeout=30,
+            max_request_header_size=65536,
+            max_request_body_size=65536,  # the pages are GETs; nothing worth a big body is served here
+            expose_tracebacks=False,
+            asyncore_loop_timeout=1,
+            clear_untrusted_proxy_headers=True,
+        )
+        self.host = host
+        self.port = int(self._server.effective_port)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._stopped = threading.Event()
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except Exception:  # the loop ends when stop() closes its sockets; anything else is worth a line
+            if not self._stopped.is_set():
+                logging.getLogger("connector.web").exception("the %s server stopped", self._thread.name)
+
+    def start(self) -> WsgiServer:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Let the requests being served finish, then close the listening socket and every
+        connection inside the server's own loop, and end its thread."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        server = self._server
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+
+        def close_all() -> None:
+            for channel in list(server._map.values()):
+                if channel is server:
+                    server.close()  # the listening socket (its handle_close would log "unhandled close event")
+                else:
+                    channel.handle_close()  # connections, and the trigger's pipe
+
+        if self._thread.is_alive():
+            server.trigger.pull_trigger(close_all)
+            self._thread.join(timeout)
+        else:
+            close_all()
