@@ -225,9 +225,19 @@ def _operation_document(row: OperationRow) -> dict[str, Any]:
 
 
 def webhook_view(reader: ReadOnlyStore, remote_id: str, event: EventRow | None) -> dict[str, Any] | None:
-    """HOOK (webhooks): what Jobylon's calendar_event deliveries said of this interview (RSVPs, the
-    video link), once the store exposes the webhook tables to a reader. None: nothing to show."""
-    return None
+    """What Jobylon's calendar_event deliveries said of this interview (its event's status, RSVPs and
+    video link, and any other event settled to it): `connector events show REMOTE_ID --json`, with
+    `events` listing them for the page. None for an interview without a mapping."""
+    if event is None:
+        return None
+    document = oncall.event_document(reader, remote_id)
+    # a link only to a web address: a javascript: or data: URL from elsewhere stays text
+    events = [
+        {**hook, "video_link_safe": isinstance(hook["video_link"], str) and hook["video_link"].lower().startswith(("https://", "http://"))}
+        for hook in [document["event"], *document["other_events"]]
+        if hook is not None
+    ]
+    return {"document": document, "events": events}
 
 
 def event_view(reader: ReadOnlyStore, remote_id: str) -> View:
@@ -248,7 +258,7 @@ def event_view(reader: ReadOnlyStore, remote_id: str) -> View:
         "operations": [_operation_document(op) for op in operations],
         "operations_total": total,
         "failures": [oncall.failure_document(f) for f in failures],
-        "webhooks": webhooks,
+        "webhooks": webhooks["document"] if webhooks is not None else None,
     }
     context = {
         "remote_id": remote_id,
