@@ -123,12 +123,13 @@ SourceAuth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator=
 
 
 class PaginationConfig(Section):
-    style: Literal["none", "page", "offset", "link_header", "next_field"] = "none"
+    style: Literal["none", "page", "offset", "link_header", "next_field", "cursor"] = "none"
     page_param: str = "page"
     size_param: str = "page_size"
     size: int = Field(100, ge=1)
     offset_param: str = "offset"
-    next: str | None = None
+    next: str | None = None  # next_field: JMESPath to the next page's URL; cursor: to the next page's cursor
+    cursor_param: str = "cursor"  # cursor: the query parameter that carries it
     max_pages: int = Field(10_000, ge=1)
 
     @field_validator("next")
@@ -155,6 +156,10 @@ class FileSourceConfig(Section):
         suffix = self.path.suffix.lower().lstrip(".")
         return {"jsonl": "ndjson", "ndjson": "ndjson", "csv": "csv"}.get(suffix, "json")
 
+    @property
+    def incremental_capable(self) -> bool:
+        return False  # a file is read whole every time
+
 
 class HttpSourceConfig(Section):
     kind: Literal["http"]
@@ -164,14 +169,34 @@ class HttpSourceConfig(Section):
     items: str = "@"
     timeout_seconds: float = Field(30, gt=0)
     pagination: PaginationConfig = PaginationConfig()
+    params: dict[str, str | int | bool] = {}  # query parameters of every request (next-page links carry them on)
     since_param: str | None = None
+    since_format: str | None = None  # strftime pattern (UTC) of the cursor; None: ISO 8601 as stored
+    since_overlap_seconds: float = Field(300, ge=0)
     max_bytes: int = Field(50_000_000, ge=1)
     verify_tls: bool = True
+    preset: Literal["greenhouse", "merge"] | None = None  # set by the preset that filled these keys
+
+    @property
+    def incremental_capable(self) -> bool:
+        return self.since_param is not None
 
     @field_validator("items")
     @classmethod
     def _items_expression(cls, value: str) -> str:
         return _check_jmespath(value) or "@"
+
+    @field_validator("since_format")
+    @classmethod
+    def _since_format(cls, value: str | None) -> str | None:
+        return _check_since_format(value)
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, value: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        if any(not name.strip() for name in value):
+            raise ValueError("a query parameter needs a name")
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -193,7 +218,112 @@ class HttpSourceConfig(Section):
         return cleaned
 
 
-SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig, Field(discriminator="kind")]
+_SQL_URL = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*(\+[A-Za-z0-9_.]+)?://")
+_PLUGIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class SqlSourceConfig(Section):
+    """A query over the partner's database (any SQLAlchemy URL; the driver is the user's to install).
+    `{since}` in the query is bound as a parameter: the cursor minus the overlap, or NULL for a
+    complete fetch. The password may sit in the URL or, better, in `password` (from the environment)."""
+
+    kind: Literal["sql"]
+    url: str
+    password: SecretStr | None = None
+    query: str
+    json_columns: list[str] = []  # text columns holding JSON (SQLite, MySQL TEXT): decoded for the mapping
+    batch_size: int = Field(1000, ge=1)  # rows fetched from the server at a time
+    since_overlap_seconds: float = Field(300, ge=0)
+
+    @property
+    def incremental_capable(self) -> bool:
+        return SINCE_PLACEHOLDER in self.query
+
+    @field_validator("url")
+    @classmethod
+    def _sql_url(cls, value: str) -> str:
+        if not _SQL_URL.match(value.strip()):
+            # never echoes the value: it may hold a password
+            raise ValueError("expected an SQLAlchemy database URL such as postgresql+psycopg://user@host/db or sqlite:///interviews.db (got something else)")
+        return value.strip()
+
+    @field_validator("query")
+    @classmethod
+    def _sql_query(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password(cls, value: Any) -> Any:
+        return _stripped(value, "source.password")
+
+
+class PythonSourceConfig(Section):
+    """`callable = "package.module:function"`, called as function(config, cursor) -> iterable of dicts.
+    `cursor` is None for a complete fetch; `options` is the plugin's own table."""
+
+    kind: Literal["python"]
+    callable: str
+    options: dict[str, Any] = {}
+    incremental: bool = True  # the function honours the cursor (false: it is always called with None)
+    since_overlap_seconds: float = Field(300, ge=0)
+
+    @property
+    def incremental_capable(self) -> bool:
+        return self.incremental
+
+    @field_validator("callable")
+    @classmethod
+    def _plugin(cls, value: str) -> str:
+        value = value.strip()
+        if not _PLUGIN.match(value):
+            raise ValueError("expected 'package.module:function' (a module path, a colon, a function name)")
+        return value
+
+
+SINCE_PLACEHOLDER = "{since}"
+
+SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig | SqlSourceConfig | PythonSourceConfig, Field(discriminator="kind")]
+
+
+class CsvLookupConfig(Section):
+    """A key -> value table from a CSV file with a header row: `key` and `value` name its columns
+    (default: the first and the second)."""
+
+    kind: Literal["csv"]
+    path: Path
+    key: str | None = None
+    value: str | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _usable_path(cls, value: Any) -> Any:
+        return _usable_path(value)
+
+
+class SqlLookupConfig(Section):
+    """A key -> value table from a query's first two columns. Without `url`, the sql source's database."""
+
+    kind: Literal["sql"]
+    url: str | None = None
+    password: SecretStr | None = None
+    query: str
+
+    @field_validator("url")
+    @classmethod
+    def _sql_url(cls, value: str | None) -> str | None:
+        return None if value is None else SqlSourceConfig._sql_url(value)
+
+    @field_validator("query")
+    @classmethod
+    def _sql_query(cls, value: str) -> str:
+        return SqlSourceConfig._sql_query(value)
+
+
+LookupConfig = Annotated[CsvLookupConfig | SqlLookupConfig, Field(discriminator="kind")]
+_LOOKUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 CANONICAL_FIELDS = (
     "remote_id",
@@ -212,6 +342,46 @@ CANONICAL_FIELDS = (
 )
 
 
+# Functions the mapping adds to JMESPath's own (connector.mapping implements them):
+#   lookup('NAME', key)  the value of `key` in the table [mapping.lookups.NAME]; a key not in it makes the item invalid
+#   fail('reason')       makes the item invalid for that reason (e.g. `start.date_time || (start.date && fail('...'))`)
+CUSTOM_FUNCTIONS = {"lookup": 2, "fail": 1}
+MERGE_ACCOUNT_HEADER = "X-Account-Token"
+
+
+def function_problems(expression: str, lookups: set[str]) -> list[str]:
+    """What is wrong with the functions `expression` calls: unknown ones, a wrong number of
+    arguments to ours, a lookup of a table not defined or not named by a literal string."""
+    from jmespath.functions import Functions
+
+    known = set(Functions.FUNCTION_TABLE) | set(CUSTOM_FUNCTIONS)
+    problems: list[str] = []
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        children = node.get("children") or []
+        if node.get("type") == "function_expression":
+            name = node.get("value")
+            if name not in known:
+                problems.append(f"unknown function {name}(); ours are lookup('NAME', key) and fail('reason'), besides JMESPath's own")
+            elif name in CUSTOM_FUNCTIONS and len(children) != CUSTOM_FUNCTIONS[name]:
+                problems.append(f"{name}() takes {CUSTOM_FUNCTIONS[name]} argument(s), got {len(children)}")
+            elif name == "lookup":
+                first = children[0]
+                table = first.get("value") if isinstance(first, dict) and first.get("type") == "literal" else None
+                if not isinstance(table, str):
+                    problems.append("lookup() needs the table's name as a literal string first: lookup('NAME', key)")
+                elif table not in lookups:
+                    defined = ", ".join(sorted(lookups)) or "none"
+                    problems.append(f"lookup '{table}' is not defined in [mapping.lookups] (defined: {defined})")
+        for child in children:
+            walk(child)
+
+    walk(jmespath.compile(expression).parsed)
+    return problems
+
+
 class MappingConfig(Section):
     """JMESPath expression per canonical field, evaluated over one raw item; None means unmapped."""
 
@@ -228,12 +398,32 @@ class MappingConfig(Section):
     videoconferencing: str | None = "video"
     cancelled: str | None = "status == 'cancelled'"
     updated_at: str | None = "updated_at"
+    deleted: str | None = None  # true: deleted at the source (e.g. Merge's remote_was_deleted); the event goes
     defaults: dict[str, Any] = {"timezone": "Europe/Stockholm", "description": ""}
+    lookups: dict[str, LookupConfig] = {}  # key -> value tables for lookup('NAME', key) in the expressions
 
-    @field_validator(*CANONICAL_FIELDS[:-1], "updated_at")
+    @field_validator(*CANONICAL_FIELDS[:-1], "updated_at", "deleted")
     @classmethod
     def _expression(cls, value: str | None) -> str | None:
         return _check_jmespath(value or None)
+
+    @field_validator("lookups")
+    @classmethod
+    def _lookup_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _LOOKUP_NAME.fullmatch(name):
+                raise ValueError(f"lookup name {name!r}: letters, digits, '_' and '-' only, not starting with a digit")
+        return value
+
+    @model_validator(mode="after")
+    def _known_functions(self) -> MappingConfig:
+        """Every function an expression calls exists, and every lookup('NAME', ...) names a table of
+        [mapping.lookups] by a literal name: a typo is refused at load instead of mapping to null."""
+        for name in (*CANONICAL_FIELDS, "deleted"):
+            expression = getattr(self, name)
+            for problem in function_problems(expression, set(self.lookups)) if expression else ():
+                raise PydanticCustomError("config_problem", "{problem}", {"key": name, "problem": problem})
+        return self
 
     @field_validator("defaults")
     @classmethod
@@ -490,6 +680,28 @@ class Settings(BaseSettings):
         # The TOML file arrives as init kwargs; the environment overrides it.
         return (env_settings, init_settings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        """`source.preset` fills the source and mapping keys of a known ATS API; every key set in the
+        config (or the environment) wins over the preset's."""
+        if isinstance(data, dict) and isinstance(data.get("source"), dict) and "preset" in data["source"]:
+            from connector.presets import expand  # plain data; loaded only when a preset is used
+
+            return expand(data)
+        return data
+
+    @model_validator(mode="after")
+    def _sql_lookups_have_a_database(self) -> Settings:
+        for name, lookup in self.mapping.lookups.items():
+            if isinstance(lookup, SqlLookupConfig) and lookup.url is None and not isinstance(self.source, SqlSourceConfig):
+                raise PydanticCustomError(
+                    "config_problem",
+                    "{problem}",
+                    {"key": f"mapping.lookups.{name}.url", "problem": "required key is missing (only a sql source lends its database)"},
+                )
+        return self
+
     def secrets(self) -> list[str]:
         """Every secret value in this config, for redaction of anything that might echo one."""
         values = [self.jobylon.app_key.get_secret_value(), self.alerts.webhook_url.get_secret_value()]
@@ -502,15 +714,55 @@ class Settings(BaseSettings):
                 if isinstance(auth, BasicAuth)
                 else auth.value.get_secret_value()
             )
+            if isinstance(auth, BasicAuth) and not auth.password.get_secret_value():
+                values.append(auth.username)  # an API key sent as the user name (Greenhouse): a secret
+        if isinstance(self.source, HttpSourceConfig) and self.source.preset == "merge":
+            values.append(self.source.headers.get(MERGE_ACCOUNT_HEADER, ""))  # identifies the customer's account
+        databases: list[tuple[str | None, SecretStr | None]] = [
+            (lookup.url, lookup.password) for lookup in self.mapping.lookups.values() if isinstance(lookup, SqlLookupConfig)
+        ]
+        if isinstance(self.source, SqlSourceConfig):
+            databases.append((self.source.url, self.source.password))
         if self.state.url is not None:
-            from urllib.parse import unquote, urlsplit
-
-            url = self.state.url.get_secret_value()
-            in_url = urlsplit(url).password
-            values += [url, in_url or "", unquote(in_url or ""), self.state.password.get_secret_value() if self.state.password else ""]
+            values.append(self.state.url.get_secret_value())
+            databases.append((self.state.url.get_secret_value(), self.state.password))
+        for url, password in databases:
+            values += url_passwords(url)
+            if password is not None:
+                values.append(password.get_secret_value())
         values += self.webhooks.secrets()
         values.append(self.observability.password.get_secret_value())  # the status pages' basic auth
         return [v for v in values if v]
+
+
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+_.-]*://([^/?#@]*)@")
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password inside a URL's user info, as written and percent-decoded (both can be echoed)."""
+    from urllib.parse import unquote
+
+    match = _URL_USERINFO.match(url or "")
+    if not match or ":" not in match.group(1):
+        return []
+    written = match.group(1).split(":", 1)[1]
+    return [p for p in {written, unquote(written)} if p]
+
+
+def _check_since_format(pattern: str | None) -> str | None:
+    """A strftime pattern that writes a date and a time (the cursor is a moment, not a day)."""
+    if pattern is None:
+        return None
+    from datetime import UTC, datetime
+
+    sample = datetime(2026, 11, 30, 21, 45, 59, tzinfo=UTC)
+    try:
+        text = sample.strftime(pattern)
+    except ValueError as exc:
+        raise ValueError(f"not a strftime pattern ({_first_line(exc)})") from None
+    if "30" not in text or "21" not in text:
+        raise ValueError("the pattern must write the date and the time, e.g. %Y-%m-%dT%H:%M:%SZ")
+    return pattern
 
 
 def _check_jmespath(expression: str | None) -> str | None:
@@ -641,17 +893,45 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, data: dict[str,
 
 
 def resolve_paths(settings: Settings, base: Path) -> Settings:
-    """Every relative path-valued key (`state.path`, `source.path`, any later one) made absolute against
-    `base`: the config file's folder, also for a value from the environment (one rule, so a config
-    means the same files whatever the current folder); the current folder when there is no file."""
+    """Every relative path-valued key (`state.path`, `source.path`, a CSV lookup's `path`, the file of a
+    relative `sqlite:///` URL) made absolute against `base`: the config file's folder, also for a value
+    from the environment (one rule, so a config means the same files whatever the current folder); the
+    current folder when there is no file."""
     changes: dict[str, Any] = {}
     for name in type(settings).model_fields:
         section = getattr(settings, name)
         if isinstance(section, BaseModel):
-            fixed = {key: base / value for key, value in section if isinstance(value, Path) and not value.is_absolute()}
+            fixed: dict[str, Any] = {key: base / value for key, value in section if isinstance(value, Path) and not value.is_absolute()}
+            url = getattr(section, "url", None) if isinstance(section, SqlSourceConfig) else None
+            if url is not None and (absolute := _absolute_sqlite_url(url, base)) != url:
+                fixed["url"] = absolute
+            if isinstance(section, MappingConfig) and section.lookups:
+                lookups = {key: _resolve_lookup(lookup, base) for key, lookup in section.lookups.items()}
+                if lookups != section.lookups:
+                    fixed["lookups"] = lookups
             if fixed:
                 changes[name] = section.model_copy(update=fixed)
     return settings.model_copy(update=changes) if changes else settings
+
+
+def _resolve_lookup(lookup: Any, base: Path) -> Any:
+    if isinstance(lookup, CsvLookupConfig) and not lookup.path.is_absolute():
+        return lookup.model_copy(update={"path": base / lookup.path})
+    if isinstance(lookup, SqlLookupConfig) and lookup.url is not None and (absolute := _absolute_sqlite_url(lookup.url, base)) != lookup.url:
+        return lookup.model_copy(update={"url": absolute})
+    return lookup
+
+
+_RELATIVE_SQLITE = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):///(?!/)([^?]+)(\?.*)?$")
+
+
+def _absolute_sqlite_url(url: str, base: Path) -> str:
+    """`sqlite:///rel.db` names a file relative to the current folder: make it the config folder's
+    (SQLAlchemy's URL rules: three slashes and a relative path, four for an absolute one)."""
+    match = _RELATIVE_SQLITE.match(url)
+    if not match or match.group(2) == ":memory:" or match.group(2).startswith("file:"):
+        return url
+    return f"{match.group(1)}:///{base / match.group(2)}{match.group(3) or ''}"
 
 
 def _read_config_file(file: Path) -> tuple[bytes, os.stat_result]:
@@ -723,6 +1003,9 @@ SECRET_KEYS = {
     ("auth", "token"),
     ("auth", "password"),
     ("auth", "value"),
+    ("source", "password"),
+    ("source", "api_key"),
+    ("source", "account_token"),
     ("webhooks", "password"),
     ("webhooks", "header_value"),
     ("forward", "url"),
@@ -736,7 +1019,9 @@ def _secret_paths(data: Any, path: tuple[str, ...] = ()) -> list[str]:
     if isinstance(data, dict):
         for key, value in data.items():
             here = (*path, str(key))
-            if len(here) >= 2 and here[-2:] in SECRET_KEYS and value:
+            lookup_password = len(here) == 4 and here[:2] == ("mapping", "lookups") and here[-1] == "password"
+            url_password = here[-1] == "url" and isinstance(value, str) and bool(url_passwords(value))
+            if value and ((len(here) >= 2 and here[-2:] in SECRET_KEYS) or lookup_password or url_password):
                 found.append(".".join(here))
             found += _secret_paths(value, here)
     return found
@@ -768,8 +1053,10 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
     for error in exc.errors(include_url=False, include_input=True):
         loc = [str(part) for part in error["loc"]]
         # Discriminated unions add the tag to the location (`source.http.url`): drop it.
-        if len(loc) > 1 and loc[0] == "source" and loc[1] in ("file", "http"):
+        if len(loc) > 1 and loc[0] == "source" and loc[1] in ("file", "http", "sql", "python"):
             loc.pop(1)
+        if len(loc) > 3 and loc[:2] == ["mapping", "lookups"] and loc[3] in ("csv", "sql"):
+            loc.pop(3)
         if len(loc) > 2 and loc[:2] == ["source", "auth"] and loc[2] in ("bearer", "basic", "header"):
             loc.pop(2)
         kind = error["type"]

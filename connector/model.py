@@ -46,12 +46,14 @@ class BrokenItem:
 @dataclass(frozen=True)
 class InvalidItem:
     """A source item that cannot be synced, with every reason. `remote_id` is None when even the id
-    could not be read; `index` is the item's position in the fetch."""
+    could not be read; `index` is the item's position in the fetch. `deleted`: the source marks it
+    deleted (mapping.deleted), so only its remote id matters: the plan deletes its event."""
 
     remote_id: str | None
     index: int
     errors: tuple[FieldError, ...]
     content_hash: str = ""
+    deleted: bool = False
 
     @property
     def label(self) -> str:

@@ -9,6 +9,8 @@ Decision table for a desired interview `d` and what we know of it, `k` (first ma
     d ended                                    -> Skip: ended events are left alone
     d cancelled, k has an event                -> Delete
     d cancelled, no event                      -> nothing
+    (an invalid item the source marks deleted: detached, in doubt, held, ended as above from `k`;
+     k has an event -> Delete, else nothing)
     no event for k (new, deleted, failed)      -> Create
     fixed fields changed                       -> Recreate, or Skip(report) by policy
     update-able fields changed                 -> Update
@@ -159,6 +161,13 @@ def plan(
         k = known.get(item.remote_id) if item.remote_id is not None else None
         if item.remote_id is not None:
             seen.add(item.remote_id)
+        if item.deleted and item.remote_id is not None:
+            gone = _deleted_at_source(item, k, now)
+            if gone is None:
+                result.unchanged += 1
+            else:
+                result.actions.append(gone)
+            continue
         result.actions.append(Invalid(item, k.event_id if k else None))
     for d in desired:
         seen.add(d.remote_id)
@@ -215,6 +224,20 @@ def _decide(d: Interview, k: Known | None, now: datetime, policy: Policy) -> Act
     if k.mutable_hash != d.mutable_hash:
         return Update(d, event_id)
     return None
+
+
+def _deleted_at_source(item: InvalidItem, k: Known | None, now: datetime) -> Action | None:
+    """An item the source marks deleted whose other fields do not validate: only its id matters."""
+    assert item.remote_id is not None
+    if k is None or k.status in ("deleted", "detached"):
+        return None
+    if k.status == "in_doubt":
+        return Skip(item.remote_id, k.event_id, "create in doubt: resolve it (connector resolve)")
+    if k.failure_kind is not None and (held := _held(k, item.content_hash, now)) is not None:
+        return held
+    if k.event_id is None or (k.ends_at_utc is not None and k.ends_at_utc <= now):
+        return None
+    return Delete(item.remote_id, k.event_id, "deleted at the source")
 
 
 def _held(k: Known, content_hash: str | None, now: datetime) -> Skip | None:

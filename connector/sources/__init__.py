@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connector.config import FileSourceConfig, HttpSourceConfig, RetryConfig
+from connector.config import FileSourceConfig, HttpSourceConfig, PythonSourceConfig, RetryConfig, SqlSourceConfig
 from connector.errors import SourceError
 
 # One class for the whole package: the mapper (which must not import the sources) recognises it too.
@@ -62,6 +62,19 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def format_since(since: str, pattern: str | None) -> str:
+    """The cursor as a source wants it: as given (ISO 8601 UTC), or written with `pattern` in UTC."""
+    if pattern is None:
+        return since
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise SourceError(f"the cursor {since!r} is not an ISO 8601 time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime(pattern)
+
+
 def json_problem(exc: BaseException, *, line: bool = True) -> str:
     """The first problem json.loads found, without echoing the input (it may hold anything)."""
     if isinstance(exc, json.JSONDecodeError):
@@ -88,9 +101,21 @@ def _http(config: HttpSourceConfig, retry: RetryConfig) -> Source:
     return HttpSource(config, retry)
 
 
+def _sql(config: SqlSourceConfig, retry: RetryConfig) -> Source:
+    from connector.sources.sql import SqlSource  # SQLAlchemy loads only for this kind
+
+    return SqlSource(config)
+
+
+def _python(config: PythonSourceConfig, retry: RetryConfig) -> Source:
+    from connector.sources.python import PythonSource
+
+    return PythonSource(config)
+
+
 # Keyed by `config.kind`; the modules are imported on first use, so a kind's dependencies load only
 # when that kind is configured.
-_REGISTRY: dict[str, SourceFactory] = {"file": _file, "http": _http}
+_REGISTRY: dict[str, SourceFactory] = {"file": _file, "http": _http, "sql": _sql, "python": _python}
 
 
 def register_source(kind: str, factory: SourceFactory) -> None:
@@ -102,7 +127,7 @@ def source_kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def open_source(config: FileSourceConfig | HttpSourceConfig, retry: RetryConfig) -> Source:
+def open_source(config: FileSourceConfig | HttpSourceConfig | SqlSourceConfig | PythonSourceConfig, retry: RetryConfig) -> Source:
     """The source `config` describes. Opening does no I/O: problems surface on the first fetch."""
     kind = getattr(config, "kind", None)
     factory = _REGISTRY.get(kind) if isinstance(kind, str) else None

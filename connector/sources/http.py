@@ -1,7 +1,11 @@
 """The `http` source: a JSON REST endpoint with auth, pagination, a size cap and retries.
 
 One pooled `requests.Session` per source. Pagination styles: `none`, `page`, `offset`,
-`link_header` (RFC 8288 `Link: <url>; rel="next"`) and `next_field` (a JMESPath over the body).
+`link_header` (RFC 8288 `Link: <url>; rel="next"`), `next_field` (a JMESPath over the body giving
+the next page's URL) and `cursor` (a JMESPath giving a cursor token, sent back as
+`pagination.cursor_param` on the next request to the configured URL). `params` go on every request
+built from the configured URL (the first, and each one for page/offset/cursor; a server's next-page
+link carries them on); so does the cursor, written with `since_format` when one is set.
 Every fetch is guarded against pagination loops: at most `max_pages` pages, no URL twice, and for
 `page`/`offset` no two identical full pages in a row (a server that ignores the page parameter).
 
@@ -34,7 +38,7 @@ from connector.config import BasicAuth, BearerAuth, HeaderAuth, HttpSourceConfig
 from connector.errors import SourceError
 from connector.httpread import public_url
 from connector.retry import call_with_retries, parse_retry_after
-from connector.sources import FetchResult, json_problem, json_type
+from connector.sources import FetchResult, format_since, json_problem, json_type
 
 log = logging.getLogger("connector.sources")
 
@@ -56,6 +60,10 @@ def with_params(url: str, params: dict[str, Any]) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     query += [(k, str(v)) for k, v in params.items()]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _query_value(value: str | int | bool) -> str | int:
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -118,7 +126,9 @@ class HttpSource:
         config, pagination = self.config, self.config.pagination
         style = pagination.style
         incremental = since is not None and config.since_param is not None
-        since_params: dict[str, Any] = {config.since_param: since} if incremental and config.since_param else {}
+        since_params: dict[str, Any] = {config.since_param: format_since(since, config.since_format)} if since is not None and config.since_param else {}
+        base_params: dict[str, Any] = {name: _query_value(value) for name, value in config.params.items()} | since_params
+        cursor: str | None = None
         items: list[Any] = []
         seen: set[str] = set()
         previous_digest: str | None = None
@@ -128,13 +138,15 @@ class HttpSource:
             page += 1
             if page > pagination.max_pages:
                 raise SourceError(f"source {public_url(config.url)}: more than source.pagination.max_pages = {pagination.max_pages} pages; stopping")
-            # page/offset build every request from the configured URL, so the cursor goes on each;
+            # page/offset/cursor build every request from the configured URL, so the cursor goes on each;
             # link_header/next_field follow the server's links, which carry it on from the first.
-            params: dict[str, Any] = dict(since_params) if page == 1 or style in ("page", "offset") else {}
+            params: dict[str, Any] = dict(base_params) if page == 1 or style in ("page", "offset", "cursor") else {}
             if style == "page":
                 params.update({pagination.page_param: page, pagination.size_param: pagination.size})
             elif style == "offset":
                 params.update({pagination.offset_param: (page - 1) * pagination.size, pagination.size_param: pagination.size})
+            elif style == "cursor" and cursor is not None:
+                params[pagination.cursor_param] = cursor
             request_url = with_params(url, params) if params else url
             if request_url in seen:
                 raise SourceError(f"source {public_url(request_url)}: page {page} repeats an earlier page's URL; stopping (a pagination loop)")
@@ -157,6 +169,11 @@ class HttpSource:
                     )
                 previous_digest = digest
                 url = config.url
+            elif style == "cursor":
+                cursor = self._next_cursor(request_url, body, page)
+                if cursor is None:
+                    break
+                url = config.url
             else:
                 next_url = self._next_url(style, request_url, response, body, page)
                 if next_url is None:
@@ -170,6 +187,18 @@ class HttpSource:
             raise SourceError(f"source.url = {public_url(self.config.url)!r} is not an http(s) URL such as https://partner.example/api/interviews")
         if self.config.pagination.style == "next_field" and self.next_expression is None:
             raise SourceError("source.pagination.style = 'next_field' needs source.pagination.next, a JMESPath to the next page's URL")
+        if self.config.pagination.style == "cursor" and self.next_expression is None:
+            raise SourceError("source.pagination.style = 'cursor' needs source.pagination.next, a JMESPath to the next page's cursor")
+
+    def _next_cursor(self, current: str, body: Any, page: int) -> str | None:
+        where = f"source {public_url(current)} page {page}"
+        assert self.next_expression is not None
+        token = self._search(self.next_expression, body, where, "source.pagination.next")
+        if token is None or token == "":
+            return None
+        if isinstance(token, bool) or not isinstance(token, str | int):
+            raise SourceError(f"{where}: source.pagination.next = {self.config.pagination.next!r} gives {json_type(token)}, not a cursor")
+        return str(token)
 
     def _next_url(self, style: str, current: str, response: requests.Response, body: Any, page: int) -> str | None:
         where = f"source {public_url(current)} page {page}"
