@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg import pg_database, state_section  # noqa: F401  (fixtures for every test module)
 
 from connector.config import Settings, load_settings
 from connector.engine import Engine, PassOptions, build_redactor

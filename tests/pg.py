@@ -36,3 +36,11 @@ def pg_database() -> Iterator[str]:
     with psycopg.connect(admin_info, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [name])
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_section(request) -> dict[str, str]:
+    """The `[state]` keys for each engine: the SQLite file the Harness sets, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"url": request.getfixturevalue("pg_database")}

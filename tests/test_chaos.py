@@ -46,7 +46,7 @@ def mutate(rng: random.Random, state: dict[str, dict], counter: list[int]) -> No
         del state[rid]
 
 
-def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
+def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox, state_section):
     started = time.monotonic()
     rng = random.Random(SEED)
     h = Harness(
@@ -55,6 +55,7 @@ def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox):
         sync={"concurrency": 4, "max_deletes": 10_000, "max_delete_fraction": 1.0},
         retry={"attempts": 4, "retry_after_max_seconds": 0.05, "failed_item_backoff_seconds": [0], "circuit_breaker_failures": 10_000},
         jobylon={"timeout_seconds": 2},
+        state=state_section,
     )
     state = {f"R{i}": item(f"R{i}", days=1 + i % 30, hour=8 + i % 9, title=f"Interview R{i} v0") for i in range(ITEMS)}
     counter = [0]

@@ -75,9 +75,9 @@ def cli_json(config, *args):
     return json.loads(out.stdout)
 
 
-def test_kill_9_at_varied_points_never_duplicates_and_converges(tmp_path, sandbox):
+def test_kill_9_at_varied_points_never_duplicates_and_converges(tmp_path, sandbox, state_section):
     rng = random.Random(20261124)
-    h = Harness(tmp_path, sandbox, sync={"concurrency": 2, "max_deletes": 1000}, retry={"attempts": 2})
+    h = Harness(tmp_path, sandbox, sync={"concurrency": 2, "max_deletes": 1000}, retry={"attempts": 2}, state=state_section)
     state = {f"R{i}": item(f"R{i}", days=1 + i % 15, title=f"Interview R{i} v0") for i in range(30)}
     next_id = [0]
     config = h.config_file()

@@ -13,7 +13,6 @@ import time
 
 import pytest
 from conftest import Harness, item, run_cli
-from pg import pg_database  # noqa: F401  (a fixture, used by name)
 
 LEASE = 3.0
 INTERVAL = 1.0
@@ -80,7 +79,7 @@ def leader_pid(harness: Harness) -> int | None:
 
 
 @pytest.fixture
-def shared(tmp_path, sandbox, pg_database):  # noqa: F811
+def shared(tmp_path, sandbox, pg_database):
     h = Harness(
         tmp_path,
         sandbox,

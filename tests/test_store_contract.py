@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from pg import pg_database  # noqa: F401  (a fixture, used by name)
 
 from connector.clock import utcnow
 from connector.errors import StateError
@@ -110,7 +109,7 @@ def test_text_with_quotes_percent_and_question_marks_round_trips(store):
     assert store.failures()[0].message == "50% of 'x' ? :name"
 
 
-def test_both_engines_hold_the_same_tables_and_columns(tmp_path, pg_database):  # noqa: F811
+def test_both_engines_hold_the_same_tables_and_columns(tmp_path, pg_database):
     from connector.store.postgres import PostgresStore
 
     lite = Store(tmp_path / "c.db")
@@ -133,14 +132,14 @@ def test_both_engines_hold_the_same_tables_and_columns(tmp_path, pg_database):  
         pg.close()
 
 
-def test_read_only_use_never_creates_the_state(pg_database):  # noqa: F811
+def test_read_only_use_never_creates_the_state(pg_database):
     from connector.store.postgres import PostgresStore
 
     with pytest.raises(StateError, match="no connector state in"):
         PostgresStore(pg_database, create=False)
 
 
-def test_a_wrong_password_is_one_line_without_the_password(pg_database):  # noqa: F811
+def test_a_wrong_password_is_one_line_without_the_password(pg_database):
     from connector.store.postgres import PostgresStore
 
     url = pg_database.replace("postgresql+psycopg://connector@", "postgresql+psycopg://nobody:s3cret-pass-word@")
