@@ -149,15 +149,36 @@ class Engine:
             raise
 
     def _fetch_mode(self, options: PassOptions) -> tuple[bool, str | None]:
-        """(complete wanted, since cursor) for this pass."""
-        incremental_capable = getattr(self.settings.source, "since_param", None) is not None
-        if not incremental_capable or options.full or options.only is not None:
+        """(complete wanted, since) for this pass. `since` is the cursor (the highest updated_at of a
+        recorded pass) minus `source.since_overlap_seconds`: rows sharing the cursor's time, rows that
+        arrive late and a partner clock a little off are fetched again rather than missed (the plan
+        sends nothing for a row fetched twice unchanged). The lookup tables are read here, afresh for
+        every pass, before the fetch."""
+        from datetime import UTC, timedelta
+
+        from connector.clock import parse_iso
+
+        if self.settings.mapping.lookups:
+            from connector.lookups import load_lookups
+
+            self.mapper.set_lookups(load_lookups(self.settings))
+        source = self.settings.source
+        if not getattr(source, "incremental_capable", False) or options.full or options.only is not None:
             return True, None
         cursor = self.store.get_meta("cursor")
         polls = int(self.store.get_meta("polls_since_full") or 0)
         if options.full is None and (cursor is None or polls + 1 >= self.settings.sync.full_every):
             return True, None
-        return False, cursor
+        if cursor is None:
+            return False, None
+        try:
+            moment = parse_iso(cursor)
+        except ValueError:
+            log.warning("meta.cursor %r is not a time: this pass fetches everything", cursor)
+            return True, None
+        assert moment is not None
+        moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return False, iso(moment - timedelta(seconds=getattr(source, "since_overlap_seconds", 0)))
 
     def _known(self, interviews: list[Interview], invalid: list[InvalidItem], complete: bool, options: PassOptions) -> dict[str, Known]:
         if options.only is not None:
@@ -242,9 +263,10 @@ class Engine:
         counts = result_counts(planned, results)
         counts["held_back"] = len(held_back) + (creates if refused_creates else 0)
         outcome = pass_outcome(self.executor.stop_reason, counts["held_back"] > 0, counts)
-        self._advance_cursor(interviews, complete, outcome)
         error = "; ".join(e for e in (refusal if held_back else None, refused_creates) if e) or self.executor.stop_detail
-        return self._finish(run_id, outcome, complete, started, planned, results=results, counts=counts, error=error, fetched=fetched_count, note=note)
+        result = self._finish(run_id, outcome, complete, started, planned, results=results, counts=counts, error=error, fetched=fetched_count, note=note)
+        self._advance_cursor(interviews, complete, outcome, options)  # only once the pass is recorded
+        return result
 
     def _resolve_fixed_items(self, interviews: list[Interview], invalid: list[InvalidItem], complete: bool, now: datetime) -> None:
         """Close `map` failures of items that map again, even when nothing needs sending; after a
@@ -259,13 +281,17 @@ class Engine:
             fixed = [d.remote_id for d in interviews if d.remote_id in open_ids]
         self.store.resolve_failures(fixed, now, actions=("map",))
 
-    def _advance_cursor(self, interviews: list[Interview], complete: bool, outcome: str) -> None:
-        if getattr(self.settings.source, "since_param", None) is None or not is_success(outcome):
+    def _advance_cursor(self, interviews: list[Interview], complete: bool, outcome: str, options: PassOptions = PassOptions()) -> None:
+        """Called after the pass is recorded, and only for a successful one: the cursor becomes the
+        highest updated_at fetched, never moved back and never past this machine's now (a partner clock
+        running ahead would blind the incremental polls until then). A pass restricted to some ids
+        (`--only`, replay) saw only those and moves nothing."""
+        if not getattr(self.settings.source, "incremental_capable", False) or not is_success(outcome) or options.only is not None:
             return
         stamps = [d.updated_at for d in interviews if d.updated_at is not None]
         if stamps:
             cursor = self.store.get_meta("cursor")
-            newest = iso(max(stamps))
+            newest = iso(min(max(stamps), self.clock()))
             if cursor is None or (newest and newest > cursor):
                 self.store.set_meta("cursor", newest)
         polls = 0 if complete else int(self.store.get_meta("polls_since_full") or 0) + 1

@@ -214,3 +214,19 @@ class JsonServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+PG_URL_VAR = "CONNECTOR_TEST_PG_URL"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A throwaway PostgreSQL server's SQLAlchemy URL (`.ci/run` starts one on loopback and exports
+    CONNECTOR_TEST_PG_URL). Without it the test is skipped, except under CI (CI=true), where a missing
+    PostgreSQL is a failure: CI must never pass by skipping the database tests."""
+    url = os.environ.get(PG_URL_VAR)
+    if not url:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{PG_URL_VAR} is not set under CI: .ci/run must start PostgreSQL for the sql source tests")
+        pytest.skip(f"{PG_URL_VAR} not set (start a throwaway PostgreSQL, as .ci/run does)")
+    return url
