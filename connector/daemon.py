@@ -100,6 +100,16 @@ class Daemon:
     def role(self) -> str:
         return self.leadership.role if self.leadership is not None else "leader"
 
+    def _role_and_lease(self) -> tuple[str, bool]:
+        """For /healthz: this replica's role, and whether some replica's lease is fresh."""
+        if self.leadership is not None and self.leadership.valid():
+            return "leader", True
+        try:
+            leader = self.store.leader() if isinstance(self.store, PostgresStore) else None
+        except Exception:  # the database unreachable: no lease can be seen to be fresh
+            leader = None
+        return "standby", bool(leader and leader["fresh"])
+
     def _lead(self) -> None:
         """The lease loop of a PostgreSQL replica: renew, or take over; a new leader runs a pass at once."""
         assert self.leadership is not None
@@ -132,7 +142,8 @@ class Daemon:
                 if self.store.engine == "sqlite"
                 else None
             )
-            self.metrics_server = MetricsServer(self.metrics, obs.metrics_port, host=obs.metrics_host, schedule=schedule, pages=pages).start()
+            role = self._role_and_lease if self.leadership is not None else None
+            self.metrics_server = MetricsServer(self.metrics, obs.metrics_port, host=obs.metrics_host, schedule=schedule, pages=pages, role=role).start()
             shown = f"[{obs.metrics_host}]" if ":" in obs.metrics_host else obs.metrics_host
             log.info("metrics on http://%s:%d/metrics and /healthz%s", shown, self.metrics_server.port, "; status pages on /" if pages else "")
         if self.settings.webhooks.enabled:  # binds before the first pass too: a port in use is exit 2

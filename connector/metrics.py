@@ -157,8 +157,10 @@ class MetricsServer:
         *,
         schedule: PassSchedule | None = None,
         pages: WsgiApp | None = None,
+        role: Callable[[], tuple[str, bool]] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.role = role  # replicas on PostgreSQL: (leader | standby, is some leader's lease fresh)
         if schedule is None:
             schedule = PassSchedule(interval_seconds=interval_seconds) if interval_seconds is not None else PassSchedule()
         self._expected: tuple[PassSchedule, datetime | None] = (schedule, None)
@@ -182,9 +184,19 @@ class MetricsServer:
             )
 
     def verdict(self, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
-        """The `/healthz` verdict: healthy or not, and its JSON body."""
+        """The `/healthz` verdict: healthy or not, and its JSON body. A replica's body says its role;
+        a standby runs no pass, so it is healthy while some leader's lease is fresh."""
         schedule, since = self._expected
-        return self.metrics.health(schedule, now, since=since)
+        if self.role is None:
+            return self.metrics.health(schedule, now, since=since)
+        role, lease_fresh = self.role()
+        if role == "standby":
+            body: dict[str, Any] = {"healthy": lease_fresh, "role": "standby", "leader_lease_fresh": lease_fresh}
+            if not lease_fresh:
+                body["reason"] = "standby, and no replica holds a fresh lease"
+            return lease_fresh, body
+        healthy, body = self.metrics.health(schedule, now, since=since)
+        return healthy, {**body, "role": "leader"}
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

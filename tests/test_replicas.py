@@ -19,10 +19,10 @@ INTERVAL = 1.0
 
 
 class Replica:
-    def __init__(self, harness: Harness, name: str) -> None:
+    def __init__(self, harness: Harness, name: str, **env_extra: str) -> None:
         self.log_path = harness.folder / f"{name}.log"
         self._log = open(self.log_path, "w")
-        env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
+        env = {**{k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}, **env_extra}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "connector", "--config", str(harness.config_file()), "run"], stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
@@ -89,7 +89,7 @@ def shared(tmp_path, sandbox, pg_database):
     )
     replicas: list[Replica] = []
     h.replicas = replicas
-    h.start = lambda name: replicas.append(Replica(h, name)) or replicas[-1]
+    h.start = lambda name, **env: replicas.append(Replica(h, name, **env)) or replicas[-1]
     yield h
     for replica in replicas:
         replica.stop()
@@ -163,3 +163,32 @@ def test_a_leader_paused_past_its_lease_sends_nothing_more(shared):
     assert counts.get(old, 0) == before, f"the paused leader sent {counts.get(old, 0) - before} call(s) after waking"
     assert counts.get(new, 0) > 0 and len(h.jobylon_events()) == 4
     assert replicas[old].proc.poll() is None, "the old leader runs on, as a standby"
+
+
+def test_healthz_names_each_replicas_role_and_a_standby_is_healthy_while_a_lease_is_fresh(shared):
+    import requests
+    from test_daemon import free_port
+
+    h = shared
+    h.write([item("H1")])
+    ports = {name: free_port() for name in ("a", "b")}
+    started = {name: h.start(name, CONNECTOR_OBSERVABILITY__METRICS_PORT=str(port)) for name, port in ports.items()}
+    wait_for(lambda: len(h.jobylon_events()) == 1, what="the first sync")
+    leader = wait_for(lambda: leader_pid(h), what="a leader")
+
+    def healthz(name):
+        try:
+            answer = requests.get(f"http://127.0.0.1:{ports[name]}/healthz", timeout=5)
+        except requests.ConnectionError:
+            return None
+        return answer.status_code, answer.json()
+
+    bodies = {name: wait_for(lambda name=name: healthz(name), what=f"{name}'s /healthz") for name in ports}
+    roles = {name: body["role"] for name, (_, body) in bodies.items()}
+    assert sorted(roles.values()) == ["leader", "standby"], bodies
+    standby = next(name for name, role in roles.items() if role == "standby")
+    assert bodies[standby][0] == 200 and bodies[standby][1]["leader_lease_fresh"] is True
+    leader_name = next(name for name in ports if started[name].pid == leader)
+    assert roles[leader_name] == "leader"
+    metrics = requests.get(f"http://127.0.0.1:{ports[standby]}/metrics", timeout=5)
+    assert metrics.status_code == 200 and "connector_" in metrics.text
