@@ -368,7 +368,13 @@ def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool,
 
 
 @cli.command()
-@click.option("--sample", default=20, show_default=True, help="How many invalid items to show.")
+@click.option(
+    "--sample",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Show this many mapped items beside their source fields (every invalid item is listed anyway).",
+)
 @click.option("--config-only", is_flag=True, help="Only load and validate the config: no source, no Jobylon (systemd's ExecStartPre).")
 @pass_state
 def check(state: CliState, sample: int, config_only: bool) -> None:
