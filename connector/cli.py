@@ -212,7 +212,7 @@ def status(state: CliState, limit: int, as_json: bool) -> None:
     out.print(views.counts_table("events", document["events"]))
     out.print(views.counts_table("open failures", document["failures"]))
     out.print(f"in doubt: {document['in_doubt']}    next run: {document['next_run_at'] or 'no daemon heartbeat'}")
-    out.print(views.webhooks_line(document["webhooks"]), markup=False, highlight=False)
+    out.print(views.webhooks_line(document.get("webhooks", {})), markup=False, highlight=False)
 
 
 @cli.command()

@@ -60,7 +60,9 @@ def status_document(store: Store, limit: int = 10, *, heartbeat_fresh: bool) -> 
         "in_doubt": by_status.get("in_doubt", 0),
         "next_run_at": store.get_meta("next_run_at") if heartbeat_fresh else None,
     }
-    document["webhooks"] = webhook_counts(store)
+    webhooks = webhook_counts(store)
+    if webhooks["events"] or webhooks["forwards_unsent"]:  # only once Jobylon's webhooks are in use: the documented shape otherwise
+        document["webhooks"] = webhooks
     leader = getattr(store, "leader", None)  # replicas on PostgreSQL: who leads, under which epoch
     if leader is not None:
         document["leader"] = leader()
