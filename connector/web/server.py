@@ -36,6 +36,16 @@ class WsgiServer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopped = threading.Event()
 
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """The address bound (socketserver's name for it, kept from the server this one replaced)."""
+        host, port = self._server.socket.getsockname()[:2]
+        return str(host), int(port)
+
+    def server_close(self) -> None:
+        """socketserver's name for closing the listening socket; `stop` does that and ends the threads."""
+        self.stop()
+
     def _run(self) -> None:
         try:
             self._server.run()
