@@ -7,7 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.model import FieldError, Interview, InvalidItem, fixed_hash, mutable_hash, payload_hash
+from connector.model import (
+    FieldError,
+    Interview,
+    InvalidItem,
+    fixed_hash,
+    mutable_hash,
+    payload_hash,
+    read_marker,
+    reference_marker,
+    with_marker,
+    without_marker,
+)
 from connector.validation import build_interview
 
 VALID = {
@@ -169,3 +180,64 @@ def test_invalid_item_label_and_message():
     assert InvalidItem("R7", 3, errors).label == "R7"
     assert InvalidItem(None, 3, errors).label == "<item #3>"
     assert InvalidItem(None, 3, errors).message == "title: missing; timezone: unknown IANA time zone 'X'"
+
+
+# -- the reference marker (sync.reference_marker) ---------------------------------------------
+
+
+def test_reference_marker_is_one_json_quoted_line():
+    assert reference_marker("INT-1002") == '[connector ref: "INT-1002"]'
+    assert reference_marker('a"b\nc é') == '[connector ref: "a\\"b\\nc \\u00e9"]'
+
+
+def test_with_marker_appends_the_marker_line_and_leaves_the_rest():
+    body = {"title": "T", "description": "Notes", "duration": 30}
+    marked = with_marker(body, "R1")
+    assert marked == {"title": "T", "description": 'Notes\n\n[connector ref: "R1"]', "duration": 30}
+    assert body["description"] == "Notes"  # the body given is not changed
+    for empty in ({"description": ""}, {"description": None}, {}):
+        assert with_marker(empty, "R1")["description"] == '[connector ref: "R1"]'
+
+
+def test_without_marker_takes_off_only_a_trailing_marker_line():
+    assert without_marker({"title": "T", "description": 'Notes\n\n[connector ref: "R1"]'}) == {"title": "T", "description": "Notes"}
+    assert without_marker({"description": '[connector ref: "R1"]'}) == {"description": ""}
+    assert without_marker({"description": 'Notes\n[connector ref: "R1"]  \n'}) == {"description": "Notes"}
+    for unmarked in ({"description": "Notes"}, {"description": "a\nb"}, {"description": ""}, {"description": None}, {"title": "T"}):
+        assert without_marker(unmarked) == unmarked
+    assert without_marker({"description": '[connector ref: "R1"]\n\nNotes'}) == {"description": '[connector ref: "R1"]\n\nNotes'}
+
+
+@settings(max_examples=300, deadline=None)
+@given(description=st.text(max_size=30), remote_id=st.text(min_size=1, max_size=10))
+def test_without_marker_undoes_with_marker_and_read_marker_names_the_id(description, remote_id):
+    body = {"title": "T", "description": description}
+    marked = with_marker(body, remote_id)
+    assert read_marker(marked["description"]) == remote_id
+    assert without_marker(marked) == body
+    assert mutable_hash(without_marker(marked)) == mutable_hash(body)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        None,
+        "",
+        "Notes",
+        '[connector ref: "R1"]\nNotes',  # not on the last line
+        '[connector ref: "R1"',  # no closing bracket
+        '[connector ref: "R1"x',  # the prefix without the suffix, JSON inside
+        'connector-ref:--"R1"]',  # the suffix without the prefix
+        '[connector ref: "R1]',  # not JSON
+        "[connector ref: 5]",  # not a string
+        '[connector ref: ""]',  # an empty id
+        "[connector ref: null]",
+    ],
+)
+def test_read_marker_finds_no_id(description):
+    assert read_marker(description) is None
+
+
+def test_read_marker_reads_the_last_line_whitespace_aside():
+    assert read_marker('Notes\n\n  [connector ref: "R1"]  \n\n') == "R1"
+    assert read_marker('[connector ref: "a\\"b\\nc"]') == 'a"b\nc'

@@ -8,7 +8,8 @@ For each operator in a target module, one mutant at a time:
 - a `not` is removed.
 
 The project is copied to a temporary directory first (the files `git ls-files` lists, tracked and
-untracked-but-not-ignored, as they are in the working tree), and every mutant is written over the
+untracked-but-not-ignored, as they are in the working tree; or, with --rev, a commit's files, so a
+half-finished edit elsewhere in a shared tree does not count), and every mutant is written over the
 module *in that copy*, never in the working tree others edit; the copy's module is restored after each
 run (also on Ctrl-C / SIGTERM) and the copy is deleted at the end. Each mutant runs
 `python -m pytest -x -q <tests>` in the copy with the copy first on PYTHONPATH, under a timeout.
@@ -22,6 +23,7 @@ Usage (from the project root, in the venv):
     python tools/mutate.py connector/plan.py --tests tests/test_plan.py
     python tools/mutate.py --list connector/validation.py    # the mutants, nothing run
     python tools/mutate.py --jobs 2 --timeout 120            # two copies in parallel
+    python tools/mutate.py --rev HEAD                        # a commit, not the working tree
 
 It prints one row per module (mutants, killed, survived, timeout, excluded, score = killed /
 (mutants - excluded)) and every survivor with its line number, and exits 1 when any module scores
@@ -36,12 +38,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import os
 import queue
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -162,8 +166,14 @@ def project_files(root: Path) -> Iterator[str]:
             yield name
 
 
-def copy_project(root: Path) -> Path:
+def copy_project(root: Path, rev: str | None) -> Path:
+    """A copy of the working tree's project files, or of commit `rev` when given."""
     target = Path(tempfile.mkdtemp(prefix="mutate-"))
+    if rev is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=root, check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+        return target
     for name in project_files(root):
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -236,20 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="project copies tested in parallel")
     parser.add_argument("--conftest", action="store_true", help="load tests/conftest.py (needed by tests using its fixtures)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the project (a git work tree)")
+    parser.add_argument("--rev", help="test this commit (git archive) instead of the working tree, e.g. HEAD")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
-
-    sources = {module: (root / module).read_text("utf-8") for module in args.modules}
-    mutants = [m for module, source in sources.items() for m in mutants_of(module, source)]
-    if args.list:
-        for m in mutants:
-            note = f"   [excluded: {m.excluded}]" if m.excluded else ""
-            print(f"{m.module}:{m.line}  {m.label:<14} {m.original}{note}")
-        return 0
-    stale = [key for key in EQUIVALENT if key[0] in sources and not any((m.module, m.original, m.label) == key for m in mutants)]
-    for key in stale:
-        print(f"note: EQUIVALENT entry matches no mutant (the code changed?): {key}", file=sys.stderr)
 
     # Explicitly, also for SIGINT: a shell starting us in the background may have set it to be ignored.
     signal.signal(signal.SIGINT, _interrupt)
@@ -257,9 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     copies: list[Path] = []
     runners: list[Runner] = []
     try:
-        for _ in range(max(1, args.jobs)):
-            copies.append(copy_project(root))
+        for _ in range(1 if args.list else max(1, args.jobs)):
+            copies.append(copy_project(root, args.rev))
             runners.append(Runner(copies[-1], args.tests, args.timeout, args.conftest))
+        sources = {module: (copies[0] / module).read_text("utf-8") for module in args.modules}
+        mutants = [m for module, source in sources.items() for m in mutants_of(module, source)]
+        if args.list:
+            for m in mutants:
+                note = f"   [excluded: {m.excluded}]" if m.excluded else ""
+                print(f"{m.module}:{m.line}  {m.label:<14} {m.original}{note}")
+            return 0
+        stale = [key for key in EQUIVALENT if key[0] in sources and not any((m.module, m.original, m.label) == key for m in mutants)]
+        for key in stale:
+            print(f"note: EQUIVALENT entry matches no mutant (the code changed?): {key}", file=sys.stderr)
         started = time.monotonic()
         verdict, last = run_with(runners[0], {module: ast.unparse(ast.parse(source)) for module, source in sources.items()})
         if verdict != "survived":
