@@ -3,7 +3,7 @@ killed with SIGKILL mid-work at T; when its lease expired (T+x, on the database'
 standby took the lease, and when the new leader's first call reached the sandbox (T+y); then the
 sandbox's duplicate count after convergence.
 
-    CONNECTOR_TEST_PG_URL=postgresql+psycopg://connector@127.0.0.1:5432/postgres \\
+    JOBYLON_TEST_PG_URL=postgresql+psycopg://connector@127.0.0.1:5432/postgres \\
         python bench/failover.py --items 200 --lease 6 --interval 1
 """
 
@@ -40,13 +40,13 @@ def pids(sandbox: SandboxServer) -> Counter[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg-url", default=os.environ.get("CONNECTOR_TEST_PG_URL"))
+    parser.add_argument("--pg-url", default=os.environ.get("JOBYLON_TEST_PG_URL"))
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--lease", type=float, default=6.0)
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args()
     if not args.pg_url:
-        sys.exit("give --pg-url or CONNECTOR_TEST_PG_URL (a PostgreSQL server on 127.0.0.1)")
+        sys.exit("give --pg-url or JOBYLON_TEST_PG_URL (a PostgreSQL server on 127.0.0.1)")
     base = make_url(args.pg_url)
     name = f"connector_failover_{uuid.uuid4().hex[:8]}"
     admin = base.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg import pg_database, state_section  # noqa: F401  (fixtures for every test module)
+from pg import pg_database, server_url, state_section  # noqa: F401  (fixtures for every test module)
 
 from connector.config import Settings, load_settings
 from connector.engine import Engine, PassOptions, build_redactor
@@ -216,17 +216,7 @@ class JsonServer:
         self.server.server_close()
 
 
-PG_URL_VAR = "CONNECTOR_TEST_PG_URL"
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    """A throwaway PostgreSQL server's SQLAlchemy URL (`.ci/run` starts one on loopback and exports
-    CONNECTOR_TEST_PG_URL). Without it the test is skipped, except under CI (CI=true), where a missing
-    PostgreSQL is a failure: CI must never pass by skipping the database tests."""
-    url = os.environ.get(PG_URL_VAR)
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{PG_URL_VAR} is not set under CI: .ci/run must start PostgreSQL for the sql source tests")
-        pytest.skip(f"{PG_URL_VAR} not set (start a throwaway PostgreSQL, as .ci/run does)")
-    return url
+    """The PostgreSQL server's SQLAlchemy URL (`tests/pg.py`: skipped without one, a failure under CI)."""
+    return server_url()

@@ -1,5 +1,5 @@
 """A throwaway PostgreSQL database per test, on the server `.ci/run` starts on 127.0.0.1
-(`CONNECTOR_TEST_PG_URL`). Under CI a missing server is a failure; elsewhere the test is skipped."""
+(`JOBYLON_TEST_PG_URL`). Under CI a missing server is a failure; elsewhere the test is skipped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-ENV = "CONNECTOR_TEST_PG_URL"
+ENV = "JOBYLON_TEST_PG_URL"
 
 
 def server_url() -> str:
