@@ -274,7 +274,12 @@ def test_incremental_fetches_with_a_cursor_and_every_nth_poll_complete(tmp_path,
 
     api = JsonServer(answer)
     h = Harness(tmp_path, sandbox, sync={"full_every": 3})
-    h.data["source"] = {"kind": "http", "url": api.url, "since_param": "changed_since"}
+    h.data["source"] = {
+        "kind": "http",
+        "url": api.url,
+        "since_param": "changed_since",
+        "since_overlap_seconds": 0,
+    }  # the cursor itself (the overlap: tests/test_incremental.py)
     try:
         first = h.sync(full=None)
         assert first.complete and first.counts["created"] == 2 and seen[-1] == {}
