@@ -3,7 +3,6 @@ with the status pages (`connector.web`) beside them, on waitress."""
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import json
 import logging
@@ -18,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from connector.config import SyncConfig
 from connector.errors import ConfigError
 from connector.results import PassResult
-from connector.web.server import WsgiApp, WsgiServer
+from connector.wsgi import WsgiApp, WsgiServer, bind_problem
 
 log = logging.getLogger("connector.metrics")
 HEALTHY_WITHIN_INTERVALS = 3
@@ -232,12 +231,3 @@ def _send(start_response: Callable[..., Any], status: int, body: bytes) -> list[
     reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
     start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *SECURITY_HEADERS])
     return [body]
-
-
-def bind_problem(host: str, port: int, exc: OSError, key: str) -> str:
-    """One line for a listening socket that could not be had, naming the address and the key."""
-    if exc.errno == errno.EADDRINUSE:
-        return f"{host}:{port} is already in use ({key}); choose another port or stop what holds it"
-    if exc.errno == errno.EACCES:
-        return f"cannot listen on {host}:{port} ({key}): permission denied; choose a port of 1024 or above"
-    return f"cannot listen on {host}:{port} ({key}): {(exc.strerror or str(exc)).lower()}"

@@ -25,7 +25,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -150,39 +149,25 @@ class ReceiverApp:
 
 
 class Receiver:
-    """The app on waitress, in a thread of its own: `start()`, `url`, `stop()`. Binding happens in
-    the constructor, so a port in use is a ConfigError (exit 2) before anything else starts."""
+    """The app on waitress (`connector.wsgi`), in a thread of its own: `start()`, `url`, `stop()`.
+    Binding happens in the constructor, so a port in use is a ConfigError (exit 2) before anything
+    else starts."""
 
     def __init__(self, config: WebhooksConfig, intake: Intake) -> None:
-        from waitress.server import create_server
+        from connector.wsgi import WsgiServer, bind_problem
 
         self.config = config
         self.app = ReceiverApp(config, intake)
-        where = f"{config.host}:{config.port}" if ":" not in config.host else f"[{config.host}]:{config.port}"
         try:
-            self.server: Any = create_server(
-                self.app,
-                host=config.host,
-                port=config.port,
-                threads=config.threads,
-                max_request_body_size=config.max_body_bytes,
-                expose_tracebacks=False,
-                clear_untrusted_proxy_headers=True,
-                ident="jobylon-connector",
-                channel_timeout=30,
-            )
+            self.server = WsgiServer(self.app, config.host, config.port, name="webhooks", threads=config.threads, max_body_bytes=config.max_body_bytes)
         except OSError as exc:
-            reason = "is already in use" if "in use" in str(exc).lower() else f"cannot be listened on ({(exc.strerror or str(exc)).lower()})"
-            raise ConfigError(f"{where} {reason} (webhooks.host / webhooks.port); choose another port or stop what holds it") from None
-        self.port: int = int(self.server.effective_port)
+            raise ConfigError(bind_problem(config.host, config.port, exc, "webhooks.host / webhooks.port")) from None
+        self.port: int = self.server.port
         host = config.host if ":" not in config.host else f"[{config.host}]"
         self.url = f"http://{host}:{self.port}{config.path}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> Receiver:
-        self._thread = threading.Thread(target=self._serve, name="webhooks", daemon=True)
-        self._thread.start()
+        self.server.start()
         protections = [
             name
             for name, on in (
@@ -195,22 +180,7 @@ class Receiver:
         log.info("webhooks: receiving calendar_event deliveries on %s (%s)", self.url, ", ".join(protections) or "no authentication: loopback only")
         return self
 
-    def _serve(self) -> None:
-        server = self.server
-        while not self._stop.is_set():
-            server.asyncore.loop(timeout=0.2, map=server._map, count=1)
-        for channel in list(server._map.values()):
-            if channel is server:
-                server.close()
-            else:
-                channel.handle_close()
-        server.task_dispatcher.shutdown(timeout=10)
-
     def stop(self) -> None:
         """Stop listening; deliveries being handled finish first (up to 10 s)."""
-        self._stop.set()
-        if self._thread is None:
-            self._serve()  # never started: close the listening socket
-        else:
-            self._thread.join(timeout=15)
+        self.server.stop(timeout=10)
         log.info("webhooks: receiver stopped")

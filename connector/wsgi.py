@@ -1,8 +1,10 @@
 """A WSGI application served by waitress on one address, in a thread of its own: bound when built
-(so a port in use is known before anything else starts), started, and stopped from any thread."""
+(so a port in use is known before anything else starts), started, and stopped from any thread.
+The metrics server with the status pages and the webhook receiver both run on it."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -16,7 +18,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class WsgiServer:
     """`app` on `host:port` (port 0: any free one, see `port`). Binding errors are OSError."""
 
-    def __init__(self, app: WsgiApp, host: str, port: int, *, name: str = "http", threads: int = 4) -> None:
+    def __init__(self, app: WsgiApp, host: str, port: int, *, name: str = "http", threads: int = 4, max_body_bytes: int = 65536) -> None:
         self._server: Any = create_server(
             app,
             host=host,
@@ -26,7 +28,7 @@ class WsgiServer:
             connection_limit=64,
             channel_timeout=30,
             max_request_header_size=65536,
-            max_request_body_size=65536,  # the pages are GETs; nothing worth a big body is served here
+            max_request_body_size=max_body_bytes,  # the pages are GETs; a webhook delivery is small
             expose_tracebacks=False,
             asyncore_loop_timeout=1,
             clear_untrusted_proxy_headers=True,
@@ -51,7 +53,7 @@ class WsgiServer:
             self._server.run()
         except Exception:  # the loop ends when stop() closes its sockets; anything else is worth a line
             if not self._stopped.is_set():
-                logging.getLogger("connector.web").exception("the %s server stopped", self._thread.name)
+                logging.getLogger("connector.wsgi").exception("the %s server stopped", self._thread.name)
 
     def start(self) -> WsgiServer:
         self._thread.start()
@@ -78,3 +80,13 @@ class WsgiServer:
             self._thread.join(timeout)
         else:
             close_all()
+
+
+def bind_problem(host: str, port: int, exc: OSError, key: str) -> str:
+    """One line for a listening socket that could not be had, naming the address and the key."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where} is already in use ({key}); choose another port or stop what holds it"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {where} ({key}): permission denied; choose a port of 1024 or above"
+    return f"cannot listen on {where} ({key}): {(exc.strerror or str(exc)).lower()}"
