@@ -1,12 +1,13 @@
 """The mapping: JMESPath per field; the fast paths must mean exactly what JMESPath means."""
 
 import jmespath
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config import MappingConfig
-from connector.mapping import Mapper, compile_expression
-from connector.model import BrokenItem, Interview
+from connector.mapping import AMBIGUOUS, Mapper, compile_expression, lookup_key
+from connector.model import BrokenItem, Interview, InvalidItem
 
 EXPRESSIONS = ["id", "organizer.email", "candidates[].jobylon_application_id", "status == 'cancelled'", "status != 'done'", "a.b[].c.d", "true", "null"]
 KEYS = st.sampled_from(["id", "organizer", "email", "candidates", "jobylon_application_id", "status", "a", "b", "c", "d", "true", "null"])
@@ -104,3 +105,121 @@ def test_a_broken_record_is_filed_under_the_remote_id_the_source_could_still_rea
     for expression in ("meta.id", "ids[0]"):
         dotted = Mapper(MappingConfig(remote_id=expression))
         assert dotted.map_one(BrokenItem("line 3", "x", readable=(("id", "R7"), (expression, "R8"), ("meta", "R9"))), 0).remote_id is None
+
+
+# -- lookups, fail() and the deleted flag ------------------------------------------------------
+
+UNUSED_CSV = {"kind": "csv", "path": "unused.csv"}  # the tables are handed to the Mapper directly
+
+
+def lookup_mapper(**mapping):
+    config = MappingConfig(
+        duration_minutes="minutes",
+        end=None,
+        application_ids="lookup('applications', candidate)",
+        lookups={"applications": UNUSED_CSV, "rooms": UNUSED_CSV},
+        **mapping,
+    )
+    return Mapper(config, {"applications": {"cand-A": 1001, "cand-D": 1004, "12": 1012, "dup": AMBIGUOUS, "blank": "", "x" * 77: 5}})
+
+
+def lookup_raw(**changes):
+    return raw_item("A", **{"candidate": "cand-A", **changes})
+
+
+def only_error(result):
+    assert isinstance(result, InvalidItem), result
+    assert len(result.errors) == 1, result.errors
+    return str(result.errors[0])
+
+
+def test_lookup_key_is_one_text_form():
+    assert [lookup_key(v) for v in (123, 123.0, " 123 ", "a", 12.5, 0, 0.0)] == ["123", "123", "123", "a", "12.5", "0", "0"]
+    assert [lookup_key(v) for v in (None, True, False)] == [None, None, None]
+
+
+def test_a_lookup_gives_the_value_of_its_key():
+    mapper = lookup_mapper()
+    assert mapper.map_one(lookup_raw(), 0).application_ids == (1001,)
+    assert mapper.map_one(lookup_raw(candidate=12.0), 0).application_ids == (1012,)
+    assert mapper.map_one(lookup_raw(candidate=" 12 "), 0).application_ids == (1012,)
+    assert mapper.map_one(lookup_raw(candidate=["cand-D", None, "cand-A"]), 0).application_ids == (1001, 1004)  # nulls dropped
+
+
+@pytest.mark.parametrize(
+    "candidate, message",
+    [
+        ("cand-X", "application_ids: lookup 'applications' has no key 'cand-X'"),
+        ("blank", "application_ids: lookup 'applications' has no value for key 'blank'"),
+        ("dup", "application_ids: lookup 'applications' lists key 'dup' more than once, with different values"),
+        (7.0, "application_ids: lookup 'applications' has no key '7'"),
+        ([True], "application_ids: lookup 'applications' has no key True"),
+        ("y" * 78, f"application_ids: lookup 'applications' has no key '{'y' * 78}'"),  # shown whole up to 80 characters
+        ("y" * 79, f"application_ids: lookup 'applications' has no key '{'y' * 75}...'"),
+        (None, "application_ids: missing"),  # a null key looks nothing up
+    ],
+)
+def test_a_lookup_miss_is_the_items_only_error_for_that_field(candidate, message):
+    # The field's "missing" from validation is the echo of the miss, so it is left out.
+    assert only_error(lookup_mapper().map_one(lookup_raw(candidate=candidate), 0)) == message
+
+
+def test_a_lookup_miss_is_reported_with_the_other_fields_errors():
+    result = lookup_mapper().map_one(lookup_raw(candidate="cand-X", minutes=0), 4)
+    assert isinstance(result, InvalidItem) and (result.remote_id, result.index, result.deleted) == ("A", 4, False)
+    assert result.message == "application_ids: lookup 'applications' has no key 'cand-X'; duration_minutes: duration must be 1..480 minutes, got 0"
+
+
+def test_a_table_not_loaded_and_a_miss_in_an_optional_field():
+    mapper = lookup_mapper(location="lookup('rooms', room)")
+    assert only_error(mapper.map_one(lookup_raw(room="R1"), 0)) == "location: lookup 'rooms' is not loaded"
+    mapper.set_lookups({"applications": {"cand-A": 1001}, "rooms": {"R1": "Room one"}})
+    assert mapper.map_one(lookup_raw(room="R1"), 0).location == "Room one"
+    assert only_error(mapper.map_one(lookup_raw(room="R2"), 0)) == "location: lookup 'rooms' has no key 'R2'"
+
+
+def test_fail_is_the_whole_story_of_an_item():
+    mapper = lookup_mapper(start="start_at || (day && fail('an all-day interview: no start time'))")
+    result = mapper.map_one(lookup_raw(start_at=None, day=True, minutes=0, candidate="cand-X"), 0)
+    assert isinstance(result, InvalidItem) and result.message == "start: an all-day interview: no start time"
+    assert isinstance(mapper.map_one(lookup_raw(), 0), Interview)
+
+
+@pytest.mark.parametrize(
+    "flag, deleted",
+    [
+        (True, True),
+        ("yes", True),
+        (" TRUE ", True),
+        ("1", True),
+        (1, True),
+        (2.5, True),
+        (False, False),
+        ("no", False),
+        ("0", False),
+        ("", False),
+        (0, False),
+        (0.0, False),
+        (None, False),
+    ],
+)
+def test_the_deleted_flag_cancels_the_item(flag, deleted):
+    result = lookup_mapper(deleted="gone").map_one(lookup_raw(gone=flag), 0)
+    assert isinstance(result, Interview) and result.cancelled is deleted
+    assert lookup_mapper().map_one(lookup_raw(gone=True), 0).cancelled is False  # not mapped: no flag
+
+
+@pytest.mark.parametrize("flag, kind", [("maybe", "str"), ([1], "list"), ({"a": 1}, "dict")])
+def test_a_deleted_flag_that_is_no_boolean_makes_the_item_invalid(flag, kind):
+    result = lookup_mapper(deleted="gone").map_one(lookup_raw(gone=flag), 0)
+    assert only_error(result) == f"deleted: expected true or false, got {kind}" and result.deleted is False
+
+
+def test_a_deleted_item_that_no_longer_validates_is_still_deleted_by_its_id():
+    mapper = lookup_mapper(deleted="gone")
+    result = mapper.map_one(lookup_raw(gone=True, minutes=0), 3)
+    assert isinstance(result, InvalidItem) and (result.remote_id, result.index, result.deleted) == ("A", 3, True)
+    assert result.message == "duration_minutes: duration must be 1..480 minutes, got 0"
+    not_deleted = mapper.map_one(lookup_raw(gone=False, minutes=0), 3)
+    assert isinstance(not_deleted, InvalidItem) and not_deleted.deleted is False
+    assert lookup_mapper().map_one(lookup_raw(gone=True, minutes=0), 3).deleted is False  # not mapped: no flag

@@ -279,6 +279,48 @@ def test_invalid_items_carry_their_mapped_event():
     assert plan([], {"R2": known_for(interview("R2"), 8)}, NOW).deletions_held_back is None
 
 
+def gone(remote_id="R1"):
+    """An item the source marks deleted whose other fields no longer validate."""
+    return InvalidItem(remote_id, 0, (FieldError("start", "missing"),), "c0ffee", deleted=True)
+
+
+def test_a_deleted_item_that_no_longer_validates_deletes_its_event():
+    d = interview()
+    expected = Delete("R1", 7, "deleted at the source")
+    assert only_action(plan([], {"R1": known_for(d)}, NOW, invalid=[gone()])) == expected
+    assert plan([], {"R1": known_for(d)}, NOW, invalid=[gone()], complete=False).actions == [expected]
+    # Nothing mapped, nothing live, or taken out of sync: nothing to do, counted as unchanged.
+    for k in ({}, {"R1": Known("R1", None, "deleted")}, {"R1": known_for(d, status="detached")}, {"R1": known_for(d, event_id=None, status="failed")}):
+        p = plan([], k, NOW, invalid=[gone()])
+        assert p.actions == [] and p.unchanged == 1, k
+    # Without a readable id it is an invalid item like any other.
+    assert [type(a) for a in plan([], {}, NOW, invalid=[gone(None)]).actions] == [Invalid]
+
+
+def test_a_deleted_item_waits_for_in_doubt_and_held_failures():
+    d = interview()
+    assert only_action(plan([], {"R1": Known("R1", 7, "in_doubt")}, NOW, invalid=[gone()])) == Skip("R1", 7, "create in doubt: resolve it (connector resolve)")
+    later = NOW + timedelta(minutes=1)
+    waiting = known_for(d, failure_kind="transient", next_attempt_at=later)
+    assert only_action(plan([], {"R1": waiting}, NOW, invalid=[gone()])) == Skip("R1", 7, f"transient failure; next attempt at {later.isoformat()}")
+    parked = known_for(d, failure_kind="permanent", failed_content_hash="c0ffee")
+    assert isinstance(only_action(plan([], {"R1": parked}, NOW, invalid=[gone()])), Skip)
+    # The failure was about other content, or its backoff is over: the deletion goes ahead.
+    expected = Delete("R1", 7, "deleted at the source")
+    assert only_action(plan([], {"R1": replace(parked, failed_content_hash="other")}, NOW, invalid=[gone()])) == expected
+    assert only_action(plan([], {"R1": replace(waiting, next_attempt_at=NOW)}, NOW, invalid=[gone()])) == expected
+
+
+def test_a_deleted_item_leaves_an_ended_event_alone_at_the_boundary():
+    d = interview()
+    for offset in (timedelta(0), timedelta(seconds=-1)):
+        p = plan([], {"R1": known_for(d, ends_at_utc=NOW + offset)}, NOW, invalid=[gone()])
+        assert p.actions == [] and p.unchanged == 1
+    expected = Delete("R1", 7, "deleted at the source")
+    assert only_action(plan([], {"R1": known_for(d, ends_at_utc=NOW + timedelta(seconds=1))}, NOW, invalid=[gone()])) == expected
+    assert only_action(plan([], {"R1": known_for(d, ends_at_utc=None)}, NOW, invalid=[gone()])) == expected
+
+
 # -- the property ---------------------------------------------------------------------------
 
 REMOTE_IDS = [f"r{i}" for i in range(8)]
