@@ -35,6 +35,7 @@ from connector.redact import Redactor
 from connector.results import ActionResult
 from connector.retry import next_attempt_at
 from connector.store import EventState, FailureRecord, Intent, Store
+from connector.webhooks.payload import state_hash
 
 log = logging.getLogger("connector.executor")
 
@@ -386,6 +387,7 @@ def _synced(interview: Interview, event_id: int, payload: dict[str, Any]) -> Eve
         starts_at_utc=interview.starts_at_utc,
         ends_at_utc=interview.ends_at_utc,
         source_updated_at=interview.updated_at,
+        state_hash=state_hash(payload),  # the event's state after the call: its late redelivery is no drift
     )
 
 

@@ -217,3 +217,96 @@ def test_replay_of_a_drift_failure_puts_the_source_version_back(hooked):
     replayed = cli(h, "replay", str(failure.id))
     assert replayed.returncode == 0, replayed.stderr
     assert h.jobylon_events()[0]["duration"] == 60
+
+
+def as_delivery(event: dict) -> dict:
+    """A calendar_event delivery of the sandbox's event as it is now, in Jobylon's shape."""
+    calendar_event = {
+        **{key: event[key] for key in ("id", "title", "description", "duration", "location", "organizer", "start_time", "timezone", "status")},
+        "participants": [{"id": application_id, "rsvp": "no_rsvp"} for application_id in event["participants"]],
+        "videoconferencing": bool(event.get("videoconferencing")),
+    }
+    return {"event_type": "calendar_event", "action": "updated", "calendar_event": calendar_event}
+
+
+def test_a_late_redelivery_of_an_earlier_state_we_sent_is_no_drift_and_a_state_we_never_sent_is(tmp_path, sandbox):
+    """Jobylon retries a lost delivery later: the state of our create can arrive after that of our
+    update. That older state is ours, not a change made inside Jobylon; a state we never sent is."""
+    import requests
+
+    h = Harness(tmp_path, sandbox, webhooks={"port": 0, "username": USER, "password": PASSWORD, "settle_interval_seconds": 3600})
+    service = WebhookService(h.settings, h.store).start()  # the sandbox delivers nothing: the test posts each delivery itself
+
+    def deliver(body: dict) -> None:
+        answer = requests.post(service.url, json=body, auth=(USER, PASSWORD), timeout=10)
+        assert answer.ok, answer.text
+
+    try:
+        h.write([item("R1", title="Interview R1 v0")])
+        h.sync()
+        (created,) = h.jobylon_events()
+        h.write([item("R1", title="Interview R1 v1", minutes=45)])
+        assert h.sync().counts["updated"] == 1
+        (updated,) = h.jobylon_events()
+        assert (created["title"], updated["title"]) == ("Interview R1 v0", "Interview R1 v1")
+
+        deliver(as_delivery(updated))  # the update's delivery first,
+        deliver(as_delivery(created))  # then the create's, lost once and retried later
+        assert h.store.failures() == []
+        row = WebhookStore(h.store).event(created["id"])
+        assert (row.title, row.settled_as, row.remote_id) == ("Interview R1 v0", "mapped", "R1")
+
+        deliver(as_delivery({**updated, "title": "Renamed inside Jobylon"}))  # a state we never sent
+        (drift,) = h.store.failures(kind="drift")
+        assert drift.remote_id == "R1" and "title differ" in drift.message
+        deliver(as_delivery(updated))  # in line again: the report is closed
+        assert h.store.failures() == []
+        assert h.sync().counts["updated"] == 0
+    finally:
+        service.stop()
+        h.close()
+
+
+def test_the_delivery_of_an_update_checked_while_its_answer_is_being_recorded_is_no_drift(hooked):
+    """The update's delivery is checked as its answer is recorded: the mapping is read before (the
+    old payload) and the calls in flight after (the intent gone). Its state is still ours."""
+    import threading
+
+    h = hooked.h
+    sandbox = hooked.sandbox
+    h.write([item("R1", title="Interview R1 v0")])
+    h.sync()
+    hooked.settle()
+    assert h.store.failures() == []
+    h.write([item("R1", title="Interview R1 v1")])
+    sandbox.webhooks.hold()
+    store = h.engine.executor.store
+    tables = hooked.service.intake.tables
+    record_success, unanswered_bodies = store.record_success, tables.unanswered_bodies
+    commit, committed = threading.Event(), threading.Event()
+
+    def answered(intent, **kwargs):  # Jobylon applied the PUT and delivers it before its answer is recorded
+        if intent.method != "PUT":
+            return record_success(intent, **kwargs)
+        sandbox.webhooks.hold(False)
+        assert commit.wait(10)
+        try:
+            return record_success(intent, **kwargs)
+        finally:
+            committed.set()
+
+    def bodies(remote_id):  # the mapping (payload v0) is read; the answer is recorded now
+        commit.set()
+        assert committed.wait(10)
+        return unanswered_bodies(remote_id)
+
+    store.record_success, tables.unanswered_bodies = answered, bodies
+    try:
+        assert h.sync().counts["updated"] == 1
+        assert sandbox.wait_for_webhooks(10)
+    finally:
+        store.record_success, tables.unanswered_bodies = record_success, unanswered_bodies
+    assert commit.is_set() and committed.is_set()
+    assert h.store.failures() == []
+    (event,) = h.jobylon_events()
+    assert WebhookStore(h.store).event(event["id"]).title == "Interview R1 v1"

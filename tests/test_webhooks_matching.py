@@ -8,7 +8,7 @@ import pytest
 from connector.model import with_marker
 from connector.webhooks import matching
 from connector.webhooks.matching import Candidate, Item, Situation
-from connector.webhooks.payload import PayloadError, parse_delivery
+from connector.webhooks.payload import PayloadError, parse_delivery, state_hash
 
 BODY = {
     "title": "Interview R1",
@@ -93,6 +93,18 @@ def test_drift_rows():
     assert matching.drift(event(title="x"), item, expected=[{"title": "x"}]) is None  # our own PUT, answer not yet recorded
     assert matching.drift(event(body={**BODY, "participants": [1001]}), item) == matching.Drift("fixed", ("participants",))
     assert matching.drift(event(title="x"), Item("R1", "synced", 7, None)) is None
+
+
+def test_a_state_our_recent_calls_left_is_no_drift():
+    """Jobylon may deliver an older state late (a lost delivery retried): one of ours is stale."""
+    item = Item("R1", "synced", 7, {**BODY, "title": "v2"})
+    older = {**BODY, "title": "v1", "participants": [1002, 1001], "location": ""}  # as create_fields compares it
+    recent = [state_hash({**BODY, "title": "v2"}), state_hash(older)]
+    assert matching.drift(event(title="v1"), item, recent=recent) is None
+    assert matching.drift(event(title="v1"), item) == matching.Drift("changed", ("title",))
+    assert matching.drift(event(title="v0"), item, recent=recent) == matching.Drift("changed", ("title",))  # never ours
+    assert matching.drift(event(title="v1", status="canceled"), item, recent=recent) == matching.Drift("cancelled")
+    assert state_hash(event(title="v1").fields()) == state_hash(older)
 
 
 @pytest.mark.parametrize(

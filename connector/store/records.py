@@ -42,6 +42,7 @@ class EventState:
     starts_at_utc: datetime | None = None
     ends_at_utc: datetime | None = None
     source_updated_at: datetime | None = None
+    state_hash: str | None = None  # the event's whole state after the call, hashed by the caller (kept in `operations`)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 migrations = Migrations("connector")
 
 
@@ -180,3 +180,11 @@ def m004_page_indexes(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_failures_open_kind ON failures(kind, id) WHERE resolved_at IS NULL")
     db.execute("CREATE INDEX IF NOT EXISTS idx_failures_remote_id ON failures(remote_id, id)")
     db.execute("CREATE INDEX IF NOT EXISTS idx_operations_run ON operations(run_id, action, method)")
+
+
+@migrations()
+def m006_state_hashes(db: Database) -> None:
+    """operations.state_hash: a hash of the event's whole state after a successful call (its create
+    fields, `connector.webhooks.payload.state_hash`), so a late redelivery of a state our own calls
+    left is told from a change made inside Jobylon (docs/design.md §7, Drift)."""
+    db.execute("ALTER TABLE operations ADD COLUMN state_hash TEXT")

@@ -258,7 +258,7 @@ class Store:
 
     def record_success(self, intent: Intent, *, state: EventState, http_status: int | None, now: datetime, resolve: bool = True) -> None:
         with self.transaction() as db:
-            self._close_intent(db, intent, outcome="ok", http_status=http_status, event_id=state.event_id, message=None, now=now)
+            self._close_intent(db, intent, outcome="ok", http_status=http_status, event_id=state.event_id, message=None, now=now, state_hash=state.state_hash)
             self._put_event(db, intent.remote_id, state, now)
             if resolve:
                 self._resolve_failures(db, intent.remote_id, now)
@@ -276,11 +276,21 @@ class Store:
             self._close_intent(db, intent, outcome=outcome, http_status=None, event_id=intent.event_id, message=message, now=now)
 
     def _close_intent(
-        self, db: Runner, intent: Intent, *, outcome: str, http_status: int | None, event_id: int | None, message: str | None, now: datetime
+        self,
+        db: Runner,
+        intent: Intent,
+        *,
+        outcome: str,
+        http_status: int | None,
+        event_id: int | None,
+        message: str | None,
+        now: datetime,
+        state_hash: str | None = None,
     ) -> None:
         db.execute("DELETE FROM intents WHERE id = ?", [intent.id])
         db.execute(
-            "INSERT INTO operations(run_id, remote_id, event_id, action, method, http_status, outcome, message, at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO operations(run_id, remote_id, event_id, action, method, http_status, outcome, message, at, duration_ms, state_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 intent.run_id,
                 intent.remote_id,
@@ -292,6 +302,7 @@ class Store:
                 self.redactor.text(message) if message else None,
                 iso(now),
                 int((now - intent.started_at).total_seconds() * 1000),
+                state_hash,
             ],
         )
 
@@ -450,10 +461,12 @@ class Store:
 
     # -- operator repairs --------------------------------------------------------------------
 
-    def _record_operation(self, db: Runner, run_id: int | None, remote_id: str, event_id: int | None, action: str, message: str, now: datetime) -> None:
+    def _record_operation(
+        self, db: Runner, run_id: int | None, remote_id: str, event_id: int | None, action: str, message: str, now: datetime, *, state_hash: str | None = None
+    ) -> None:
         db.execute(
-            "INSERT INTO operations(run_id, remote_id, event_id, action, outcome, message, at, duration_ms) VALUES (?, ?, ?, ?, 'ok', ?, ?, 0)",
-            [run_id, remote_id, event_id, action, message, iso(now)],
+            "INSERT INTO operations(run_id, remote_id, event_id, action, outcome, message, at, duration_ms, state_hash) VALUES (?, ?, ?, ?, 'ok', ?, ?, 0, ?)",
+            [run_id, remote_id, event_id, action, message, iso(now), state_hash],
         )
 
     def map_to_event(self, remote_id: str, event_id: int, fixed_hash: str | None, now: datetime, *, message: str) -> None:

@@ -142,6 +142,15 @@ class WebhookStore:
         )
         return [json.loads(r["request"]) for r in rows]
 
+    def recent_states(self, remote_id: str, event_id: int, limit: int) -> list[str]:
+        """The `state_hash` recorded by the last `limit` successful calls (and links) of this remote
+        id that left this event in Jobylon, newest first."""
+        rows = self.store._query(
+            "SELECT state_hash FROM operations WHERE remote_id = ? AND event_id = ? AND state_hash IS NOT NULL ORDER BY id DESC LIMIT ?",
+            [remote_id, event_id, limit],
+        )
+        return [r["state_hash"] for r in rows]
+
     def deleting(self, event_id: int) -> bool:
         """A delete of this event is in flight."""
         return bool(self.store._query("SELECT 1 AS x FROM intents WHERE event_id = ? AND method = 'DELETE' LIMIT 1", [event_id]))
@@ -184,7 +193,7 @@ class WebhookStore:
             if cursor.rowcount == 0:
                 return False
             self.store._resolve_failures(db, remote_id, now)
-            self.store._record_operation(db, None, remote_id, state.event_id, "webhook_link", message, now)
+            self.store._record_operation(db, None, remote_id, state.event_id, "webhook_link", message, now, state_hash=state.state_hash)
             return True
 
     def report(self, remote_id: str, action: str, failure: FailureRecord, now: datetime) -> bool:

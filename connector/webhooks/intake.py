@@ -26,7 +26,7 @@ from connector.store import EventRow, EventState, FailureRecord, Store
 from connector.store.records import WebhookEventRecord, WebhookEventRow
 from connector.store.webhooks import WebhookStore
 from connector.webhooks import matching
-from connector.webhooks.payload import CalendarEvent
+from connector.webhooks.payload import CalendarEvent, state_hash
 
 log = logging.getLogger("connector.webhooks")
 RESETTLE_WINDOW = timedelta(days=7)  # unmatched deliveries are looked at again this long (Jobylon retries for 3.5 days)
@@ -205,6 +205,7 @@ class Intake:
             fixed_hash=fixed_hash(request),
             starts_at_utc=span[0] if span else None,
             ends_at_utc=span[1] if span else None,
+            state_hash=state_hash(request),  # the state the create left in Jobylon
         )
         message = f"the create in doubt reached Jobylon as event {event.event_id}: settled by its calendar_event webhook ({decision.how} match)"
         linked = self.tables.link(decision.remote_id, state, now, message=message)
@@ -217,7 +218,11 @@ class Intake:
         item = _item(row)
         if item is None or item.event_id != event.event_id:
             return None
-        found = matching.drift(event, item, expected=self.tables.unanswered_bodies(remote_id), deleting=self.tables.deleting(event.event_id))
+        # Read in this order: a call's intent is closed and its state recorded in one transaction, so
+        # a call of ours whose answer is recorded while these reads run is seen by one or the other.
+        expected = self.tables.unanswered_bodies(remote_id)
+        recent = self.tables.recent_states(remote_id, event.event_id, matching.RECENT_STATES)
+        found = matching.drift(event, item, expected=expected, recent=recent, deleting=self.tables.deleting(event.event_id))
         if found is None:
             if item.live:
                 self.tables.resolve_drift(remote_id, now)
@@ -265,7 +270,9 @@ def repair_drift(store: Store, remote_ids: Iterable[str], now: datetime) -> list
             continue
         seen = tables.event(row.event_id)
         item = _item(row)
-        found = matching.drift(from_row(seen, []), item) if seen is not None and item is not None else None
+        found = None
+        if seen is not None and item is not None:
+            found = matching.drift(from_row(seen, []), item, recent=tables.recent_states(remote_id, row.event_id, matching.RECENT_STATES))
         if found is None:  # in line again, as far as the last delivery says
             tables.resolve_drift(remote_id, now)
             continue

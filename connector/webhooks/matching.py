@@ -27,6 +27,8 @@ Drift of a mapped event (`drift`), for the mapping `k` holding e (first match wi
     no payload recorded for k                        -> none: nothing to compare with
     e matches k's payload, or a call in flight or
       failed for k (its answer may not be recorded)  -> none (in line)
+    e is a state one of k's last successful calls
+      left (a late redelivery of an older state)     -> none (stale, not a change inside Jobylon)
     only fields PUT can change differ                -> Drift(changed)
     a field only a recreate can change differs       -> Drift(fixed)
 
@@ -38,12 +40,14 @@ drift is reported as a `drift` failure either way, closed by the next successful
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.model import FIXED_FIELDS, UPDATE_FIELDS, read_marker
-from connector.webhooks.payload import CalendarEvent, create_fields
+from connector.webhooks.payload import CalendarEvent, create_fields, state_hash
+
+RECENT_STATES = 8  # the states of an item's last successful calls a delivery may repeat (Jobylon retries lost ones late)
 
 
 @dataclass(frozen=True)
@@ -194,9 +198,13 @@ class Drift:
         return f"event {event_id} was changed inside Jobylon ({', '.join(self.fields)} differ from what {remote_id} sent)"
 
 
-def drift(event: CalendarEvent, item: Item, *, expected: Sequence[Mapping[str, Any]] = (), deleting: bool = False) -> Drift | None:
+def drift(
+    event: CalendarEvent, item: Item, *, expected: Sequence[Mapping[str, Any]] = (), recent: Collection[str] = (), deleting: bool = False
+) -> Drift | None:
     """How Jobylon's copy of a mapped event differs from ours. `expected`: bodies of calls for the
     item whose outcome is not recorded as sent (in flight, or failed after maybe reaching Jobylon);
+    `recent`: the `state_hash` of the state each of the item's last successful calls left in the
+    event (Jobylon's object carries no version: a state of ours is stale, never drift);
     `deleting`: a delete of this event is in flight."""
     if item.status in ("detached", "deleted") or deleting:
         return None
@@ -207,6 +215,8 @@ def drift(event: CalendarEvent, item: Item, *, expected: Sequence[Mapping[str, A
     seen = create_fields(event.fields())
     ours = create_fields(dict(item.payload))
     if seen == ours or any(seen == create_fields({**item.payload, **body}) for body in expected):
+        return None
+    if state_hash(event.fields()) in recent:
         return None
     differ = tuple(name for name in (*UPDATE_FIELDS, *FIXED_FIELDS) if seen[name] != ours[name])
     if any(name in FIXED_FIELDS for name in differ):

@@ -91,6 +91,14 @@ def create_fields(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def state_hash(body: dict[str, Any]) -> str:
+    """Hash of an event's state as `create_fields` compares it, from a create body or a delivery's
+    `fields()`: the executor records it for the state each successful call leaves in Jobylon, so a
+    late redelivery of one of those states is told from a change made inside Jobylon."""
+    text = json.dumps(create_fields(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def parse_delivery(document: Any) -> CalendarEvent | None:
     """The event a delivery carries; None for a delivery of another event type."""
     if not isinstance(document, dict):
