@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,23 +111,63 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def run_connector(config: Path, *args: str) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in MB of that process alone, exit code) of one `connector` run.
+@dataclass
+class Timed:
+    """One measured process: wall seconds, peak RSS in MB and CPU seconds (user + system; -1 without
+    GNU time), exit code, the epoch times (time.time()) just before it was started and just after it
+    ended, its stdout. CPU time is blurred far less than wall time by other work on the machine."""
 
-    The peak RSS comes from GNU time (`/usr/bin/time -f %M`) so that it is the connector's own:
+    wall: float
+    rss_mb: int
+    code: int
+    started_at: float
+    ended_at: float
+    stdout: str = ""
+    cpu_s: float = -1.0
+
+
+def run_process(command: list[str], *, capture_stdout: bool = False) -> Timed:
+    """Run `command` to its end, timed from outside as a partner's cron would see it.
+
+    The peak RSS comes from GNU time (`/usr/bin/time -f %M`) so that it is the process's own:
     the rusage of a child forked from this (large) benchmark process would count the parent's
     pages it started with."""
     env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
-    command = [sys.executable, "-m", "connector", "--config", str(config), *args]
     gnu_time = Path("/usr/bin/time")
     if gnu_time.exists():
-        command = [str(gnu_time), "-f", "MAXRSS_KB=%M", *command]
+        command = [str(gnu_time), "-f", "MAXRSS_KB=%M CPU_S=%U %S", *command]
+    started_at = time.time()
     started = time.perf_counter()
-    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.run(command, stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     wall = time.perf_counter() - started
+    ended_at = time.time()
     marks = [line for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB=")]
-    rss_mb = int(marks[-1].split("=")[1]) // 1024 if marks else -1
-    return wall, rss_mb, proc.returncode
+    rss_mb, cpu_s = -1, -1.0
+    if marks:
+        rss, cpu = marks[-1].split(" CPU_S=")
+        rss_mb = int(rss.split("=")[1]) // 1024
+        cpu_s = sum(float(part) for part in cpu.split())
+    return Timed(wall, rss_mb, proc.returncode, started_at, ended_at, proc.stdout or "", cpu_s)
+
+
+def run_connector(config: Path, *args: str) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in MB of that process alone, exit code) of one `connector` run."""
+    timed = run_process([sys.executable, "-m", "connector", "--config", str(config), *args])
+    return timed.wall, timed.rss_mb, timed.code
+
+
+def median_spread(values: list[float]) -> tuple[float, float]:
+    """The median and the spread (max - min) of repeated measurements."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return median, ordered[-1] - ordered[0]
+
+
+def load() -> str:
+    """The load average and core count, to say when other work on the machine may blur a figure."""
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f} / {five:.2f} (1 / 5 min) on {os.cpu_count()} cores"
 
 
 def last_run(config: Path) -> dict[str, Any]:

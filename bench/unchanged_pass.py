@@ -3,20 +3,23 @@
     python bench/unchanged_pass.py --items 10000 --items 100000
 
 For each N: N interviews in a JSON file source are synced into the sandbox (set-up, not timed),
-then `connector sync --full` runs again over the unchanged file: wall time and peak RSS of that
-process (best of --repeat), the requests it sent (must be 0), and json.load of the same file.
-With several N, the time ratio largest/smallest shows linearity.
+then `connector sync --full` runs again over the unchanged file, --repeat times: wall time (median
+and spread, max - min) and peak RSS of that process, the requests it sent (must be 0), and
+json.load of the same file, timed in this process and, for its peak RSS, alone in a process of its
+own. With several N, the median time ratio largest/smallest shows linearity. The load average is
+printed: other work on the machine blurs the times more than the memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import Sandbox, interview, report, run_connector, write_config
+from common import Sandbox, interview, load, median_spread, report, run_connector, run_process, write_config
 
 
 def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
@@ -31,23 +34,36 @@ def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
         if code != 0:
             raise SystemExit(f"set-up sync of {items} interviews exited {code}")
         before = sandbox.requests()
-        runs = [run_connector(config, "sync", "--full") for _ in range(repeat)]
+        runs = [run_process([sys.executable, "-m", "connector", "--config", str(config), "sync", "--full"]) for _ in range(repeat)]
         sent = sandbox.requests() - before
     finally:
         sandbox.stop()
-    loads = []
-    for _ in range(3):
-        started = time.perf_counter()
+    if any(run.code != 0 for run in runs):
+        raise SystemExit(f"an unchanged pass of {items} interviews exited {[run.code for run in runs]}")
+    loads, load_cpus = [], []
+    for _ in range(max(3, repeat)):
+        started, cpu = time.perf_counter(), time.process_time()
         with source.open("rb") as handle:
             json.load(handle)
         loads.append(time.perf_counter() - started)
-    wall = min(r[0] for r in runs)
+        load_cpus.append(time.process_time() - cpu)
+    alone = run_process([sys.executable, "-c", "import json, sys; json.load(open(sys.argv[1], 'rb'))", str(source)])
+    wall, spread = median_spread([run.wall for run in runs])
+    cpu = median_spread([run.cpu_s for run in runs])[0]
+    load_s, load_cpu = median_spread(loads)[0], median_spread(load_cpus)[0]
     return {
         "items": items,
+        "file_mb": round(source.stat().st_size / 1e6, 1),
         "pass_s": round(wall, 3),
-        "peak_rss_mb": max(r[1] for r in runs),
-        "json_load_s": round(min(loads), 3),
-        "ratio_to_json_load": round(wall / min(loads), 2),
+        "pass_spread_s": round(spread, 3),
+        "best_pass_s": round(min(run.wall for run in runs), 3),
+        "pass_cpu_s": round(cpu, 2),
+        "peak_rss_mb": max(run.rss_mb for run in runs),
+        "json_load_s": round(load_s, 3),
+        "json_load_cpu_s": round(load_cpu, 3),
+        "json_load_peak_rss_mb": alone.rss_mb,
+        "ratio_to_json_load": round(wall / load_s, 2),
+        "cpu_ratio_to_json_load": round(cpu / load_cpu, 2) if load_cpu > 0 else None,
         "requests_sent": sent,
         "setup_s": round(setup, 1),
     }
@@ -56,19 +72,37 @@ def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, action="append", help="interviews (repeatable; default 10000 and 100000)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed passes per size; the best counts")
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes per size; medians and spreads are reported")
     args = parser.parse_args()
     sizes = sorted(args.items or [10_000, 100_000])
+    load_before = load()
     results = []
     for items in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-unchanged-") as folder:
             results.append(measure(items, args.repeat, Path(folder)))
-    summary: dict[str, object] = {"results": results}
+    summary: dict[str, object] = {"load_before": load_before, "load_after": load(), "results": results}
     if len(results) > 1:
         summary["time_ratio_largest_to_smallest"] = round(results[-1]["pass_s"] / results[0]["pass_s"], 2)
+        summary["cpu_ratio_largest_to_smallest"] = round(results[-1]["pass_cpu_s"] / results[0]["pass_cpu_s"], 2)
         summary["size_ratio"] = round(results[-1]["items"] / results[0]["items"], 2)
-    columns = ["items", "pass s", "peak RSS MB", "json.load s", "pass / json.load", "requests sent", "set-up s"]
+    columns = [
+        "items",
+        "file MB",
+        "pass s (median)",
+        "spread s",
+        "best s",
+        "CPU s",
+        "peak RSS MB",
+        "json.load s",
+        "json.load CPU s",
+        "json.load alone peak RSS MB",
+        "pass / json.load",
+        "CPU / json.load CPU",
+        "requests sent",
+        "set-up s",
+    ]
     report("unchanged_pass", columns, [list(r.values()) for r in results], summary)
+    print(f"{load_before} before, {load()} after; {args.repeat} passes per size")
 
 
 if __name__ == "__main__":
