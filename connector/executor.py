@@ -14,6 +14,7 @@ failures. `settle_orphaned_intents` decides what becomes of intents left by a de
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -21,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -204,15 +204,40 @@ class Executor:
         workers = min(self.settings.sync.concurrency, len(calls))
         if workers == 1:
             return [self._run_one(run_id, call) for call in calls]
+        # `workers` threads take the next call in turn (a pool's future per call, thousands made up
+        # front, each with its own lock and condition, cost the pass about as much as the calls' records).
+        results: list[ActionResult | None] = [None] * len(calls)
+        raised: list[tuple[int, BaseException]] = []
+        turns = itertools.count()  # next() on it is atomic: each index is taken by one thread
+
+        def work() -> None:
+            while (index := next(turns)) < len(calls):
+                try:
+                    results[index] = self._run_one(run_id, calls[index])
+                except BaseException as exc:  # a StateError stopped the pass: the others see the stop
+                    raised.append((index, exc))
+
         # The workers mostly wait on Jobylon; hand the GIL to one whose answer arrived sooner than
         # the default 5 ms, or each call waits for a busy neighbour on top of its latency.
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, 0.0005))
+        threads = [threading.Thread(target=work, name=f"sync-{number}") for number in range(workers)]
         try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-                return list(pool.map(lambda call: self._run_one(run_id, call), calls))
+            for thread in threads:
+                thread.start()
+            try:
+                for thread in threads:
+                    thread.join()
+            except BaseException:  # Ctrl-C while waiting: finish the calls in flight, start no new one
+                self.stop("interrupted")
+                for thread in threads:
+                    thread.join()
+                raise
         finally:
             sys.setswitchinterval(switch)
+        if raised:
+            raise min(raised, key=lambda pair: pair[0])[1]
+        return results  # type: ignore[return-value]  # every index was run
 
     def _run_one(self, run_id: int, call: Call) -> ActionResult:
         if self._stop.is_set() or not self._lease_held():
