@@ -7,20 +7,25 @@ give every request made through `send` one deadline for the whole answer (connec
 headers, body, redirects followed): each read from the socket waits at most until the deadline,
 and a read after it raises a read timeout. (A TLS handshake is bounded per read only.)
 `read_body` then reads the streamed body, up to a byte cap.
+
+`pool` / `request` / `read_answer` do the same straight over urllib3, for the Jobylon client's calls:
+requests' machinery around each call (preparing, merging settings, cookies, hooks, adapters)
+cost more CPU than everything else the connector does per call, and a pass is CPU-bound.
 """
 
 from __future__ import annotations
 
 import http.client
 import io
+import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
+import urllib3
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+import urllib3.util
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
@@ -78,10 +83,89 @@ def send(session: requests.Session, method: str, url: str, seconds: float, **kwa
         _local.deadline = None
 
 
+def pool(url: str, *, maxsize: int, verify: bool | str) -> HTTPConnectionPool:
+    """A keep-alive pool of connections to the host of `url` (http or https) whose answers honour
+    the deadline `request` sets. `verify`: check the TLS certificate against certifi's bundle (as
+    requests does), against this CA bundle file or folder, or (False) not at all."""
+    parts = urllib3.util.parse_url(url)
+    scheme = parts.scheme or "http"
+    tls: dict[str, Any] = {}
+    if scheme == "https":
+        if verify is False:
+            tls = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+        elif isinstance(verify, str):
+            tls = {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir" if os.path.isdir(verify) else "ca_certs": verify}
+        else:
+            try:
+                import certifi
+            except ImportError:  # the system's store then
+                tls = {"cert_reqs": "CERT_REQUIRED"}
+            else:
+                tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()}
+    cls = _POOLS[scheme]
+    return cls(parts.host, parts.port, maxsize=maxsize, block=False, retries=False, **tls)
+
+
+def request(
+    connections: HTTPConnectionPool, method: str, target: str, seconds: float, *, body: bytes | None, headers: dict[str, str]
+) -> tuple[urllib3.BaseHTTPResponse, float]:
+    """One request (no retry, no redirect followed), within `seconds` in total for the whole answer;
+    returns the response (headers read, body not yet) and the deadline to hand to `read_answer`.
+    Raises urllib3's errors as they are: NewConnectionError or ConnectTimeoutError (never reached
+    the server), ReadTimeoutError (past the deadline), ProtocolError or SSLError (the connection
+    broke), another urllib3 HTTPError."""
+    deadline = time.monotonic() + seconds
+    _local.deadline = deadline
+    try:
+        response = connections.urlopen(
+            method,
+            target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=seconds, read=seconds),
+        )
+        return response, deadline
+    finally:
+        _local.deadline = None
+
+
+def read_answer(response: urllib3.BaseHTTPResponse, deadline: float, cap: int) -> bytes:
+    """`read_body` for a response of `request`: the whole body, decoded as its Content-Encoding
+    says, or BodyTooLarge / BodyTimeout / BodyBroken. The connection goes back to the pool when
+    the body was read in full, else it is closed."""
+    try:
+        declared = (response.headers.get("Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > cap:
+            raise BodyTooLarge(int(declared))
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in response.stream(CHUNK, decode_content=True):
+                total += len(chunk)
+                if total > cap:
+                    raise BodyTooLarge(head=chunks[0] if chunks else chunk[:CHUNK])
+                if time.monotonic() > deadline:
+                    raise BodyTimeout()
+                chunks.append(chunk)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise BodyTimeout() from None
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError):
+            raise BodyBroken() from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        response.close()  # a no-op for a connection already back in the pool, else it is not reused
+        response.release_conn()
+
+
 def read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
     """The whole body (decoded as its Content-Encoding says), or BodyTooLarge past `cap` bytes
     (reading stops there: memory stays bounded by the cap), BodyTimeout past `deadline`,
     BodyBroken if the connection breaks. The caller closes the response."""
+    import requests
+
     declared = response.headers.get("Content-Length", "").strip()
     if declared.isdigit() and int(declared) > cap:
         raise BodyTooLarge(int(declared))
@@ -168,16 +252,39 @@ class _TLSPool(HTTPSConnectionPool):
 _POOLS = {"http": _Pool, "https": _TLSPool}
 
 
-class DeadlineAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections honour the deadline `send` sets (directly and through an
-    HTTP(S) proxy; through a SOCKS proxy only `read_body`'s per-chunk check applies)."""
+def _deadline_adapter() -> type:
+    from requests.adapters import HTTPAdapter
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
+    class DeadlineAdapter(HTTPAdapter):
+        """An HTTPAdapter whose connections honour the deadline `send` sets (directly and through an
+        HTTP(S) proxy; through a SOCKS proxy only `read_body`'s per-chunk check applies)."""
 
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if isinstance(manager, ProxyManager):
-            manager.pool_classes_by_scheme = _POOLS
-        return manager
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = _POOLS
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if isinstance(manager, ProxyManager):
+                manager.pool_classes_by_scheme = _POOLS
+            return manager
+
+    DeadlineAdapter.__qualname__ = "DeadlineAdapter"
+    return DeadlineAdapter
+
+
+# requests is imported by what uses it (the http source, the Jobylon client behind a proxy), not by
+# every command that loads this module: `DeadlineAdapter` is made on first use (PEP 562).
+if TYPE_CHECKING:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    class DeadlineAdapter(HTTPAdapter): ...
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "DeadlineAdapter":
+            globals()[name] = adapter = _deadline_adapter()
+            return adapter
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
