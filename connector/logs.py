@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 from connector.redact import RedactingFilter, Redactor
@@ -35,9 +36,15 @@ class SchedulerWords(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = f"{stamp} {record.levelname:<7} {_escape(record.getMessage())}"
+        second = int(record.created)
+        if second != self._second:  # one stamp per second: a pass logs hundreds of lines in each
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+            self._second = second
+        line = f"{self._stamp} {record.levelname:<7} {_escape(record.getMessage())}"
         if record.exc_info:
             line += " | " + _escape(self.formatException(record.exc_info))
         return line
@@ -71,6 +78,12 @@ def setup_logging(fmt: str = "text", level: str = "INFO", redactor: Redactor | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # No line shows the caller's file and line, its thread or its process: a pass logs a line per
+    # call, so do not look them up for every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # urllib3's debug lines print whole URLs, query strings included: never let them through.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
