@@ -19,7 +19,7 @@ from connector.config import Settings
 from connector.errors import SourceError, StateError
 from connector.executor import CrashPoint, Executor, needs_call, settle_orphaned_intents
 from connector.jobylon import JobylonClient
-from connector.mapping import Mapper, drain
+from connector.mapping import Mapper
 from connector.model import Interview, InvalidItem
 from connector.plan import Delete, Known, Plan, Policy, guard, plan
 from connector.redact import Redactor
@@ -135,7 +135,7 @@ class Engine:
             complete, since = self._fetch_mode(options)
             fetched = self.source.fetch(since=since)
             complete = fetched.complete
-            return self._plan_and_execute(run_id, fetched.items, complete, options, started, first_pass)
+            return self._plan_and_execute(run_id, fetched.take(), complete, options, started, first_pass)
         except SourceError as exc:
             return self._finish(run_id, "source_error", complete, started, Plan(), error=str(exc))
         except StateError as exc:  # the state file failed mid-pass: what was in flight is settled at the next start
@@ -208,10 +208,12 @@ class Engine:
         )
 
     def _plan_and_execute(
-        self, run_id: int | None, items: list[Any], complete: bool, options: PassOptions, started: datetime, first_pass: bool = False
+        self, run_id: int | None, items: Iterator[Any], complete: bool, options: PassOptions, started: datetime, first_pass: bool = False
     ) -> PassResult:
-        fetched_count = len(items)
-        mapped = self.mapper.map_all(drain(items))
+        # Each raw item is mapped as it is read (a file source streams) and then released; a
+        # SourceError while reading stops the pass here, before anything is planned or sent.
+        mapped = self.mapper.map_all(items)
+        fetched_count = mapped.fetched
         interviews, invalid = mapped.interviews, mapped.invalid
         if options.only is not None:
             interviews = [d for d in interviews if d.remote_id in options.only]

@@ -169,6 +169,7 @@ def _flag(value: Any) -> bool | None:
 class MappedFetch:
     interviews: list[Interview]
     invalid: list[InvalidItem]
+    fetched: int = 0  # raw items mapped: counted while mapping, so a streamed fetch need not be held whole
 
     @property
     def unidentified(self) -> int:
@@ -270,7 +271,8 @@ class Mapper:
         return InvalidItem(result.remote_id, index, tuple(errors), payload_hash(values), deleted=deleted)
 
     def map_all(self, raws: Iterable[Any]) -> MappedFetch:
-        """Map every item (pass `drain(items)` to free each raw item once it is mapped). Items that
+        """Map every item (pass `FetchResult.take()` or `drain(items)`, so each raw item is freed once
+        it is mapped; `fetched` counts them). Items that
         share a remote id are one invalid record (which one is right cannot be known), and that
         remote id is held back from any create, update or delete."""
         results = [self.map_one(raw, index) for index, raw in enumerate(raws)]
@@ -291,4 +293,4 @@ class Mapper:
                 invalid.append(result)
             else:
                 interviews.append(result)
-        return MappedFetch(interviews, invalid)
+        return MappedFetch(interviews, invalid, len(results))

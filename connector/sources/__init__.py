@@ -17,8 +17,7 @@ its query string) and never carries a credential.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from connector.config import FileSourceConfig, HttpSourceConfig, PythonSourceConfig, RetryConfig, SqlSourceConfig
@@ -30,11 +29,50 @@ from connector.model import BrokenItem
 __all__ = ["BrokenItem", "FetchResult", "Source", "open_source", "register_source", "source_kinds"]
 
 
-@dataclass
 class FetchResult:
-    items: list[Any]  # raw items (usually dicts) and BrokenItem entries, in source order
-    complete: bool  # True: a full listing (absence implies deletion); False: changed since a cursor
-    pages: int = 1
+    """One fetch: the raw items (usually dicts, and BrokenItem entries) in source order, whether it
+    was complete (a full listing: absence implies deletion; else changed since a cursor), and the
+    pages read.
+
+    A source may hand its items over as a stream (`stream=`, the file source): `take()` then gives
+    each item once, as it is read, and keeps none, so the pass holds the mapped state and never the
+    whole source. `items` is always a list: with a stream, the items still unread are read into it
+    on first use (reading them can raise SourceError there)."""
+
+    def __init__(self, items: list[Any] | None = None, complete: bool = True, pages: int = 1, *, stream: Iterator[Any] | None = None) -> None:
+        self._items: list[Any] | None = (items if items is not None else []) if stream is None else None
+        self._stream = stream
+        self.complete = complete
+        self.pages = pages
+
+    @property
+    def items(self) -> list[Any]:
+        if self._items is None:
+            if self._stream is None:
+                raise RuntimeError("this fetch's items were taken one by one already")
+            self._items, self._stream = list(self._stream), None
+        return self._items
+
+    def take(self) -> Iterator[Any]:
+        """Each item once, released when the reader moves on: a stream as it is read, a list emptied
+        as it goes (a large fetch is not held twice, raw and mapped, at the peak)."""
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            return stream
+        if self._items is None:
+            raise RuntimeError("this fetch's items were taken one by one already")
+        items, self._items = self._items, None
+        return _drain(items)
+
+    def __repr__(self) -> str:
+        held = "streamed" if self._items is None else f"{len(self._items)} item(s)"
+        return f"FetchResult({held}, complete={self.complete}, pages={self.pages})"
+
+
+def _drain(items: list[Any]) -> Iterator[Any]:
+    for index in range(len(items)):
+        item, items[index] = items[index], None
+        yield item
 
 
 class Source(Protocol):
