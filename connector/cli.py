@@ -3,14 +3,14 @@ place (`ConnectorGroup.invoke`)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import oncall, views
 from connector.clock import utcnow
 from connector.config import Settings, load_settings
 from connector.engine import PassOptions, build_redactor, open_engine
@@ -19,6 +19,24 @@ from connector.logs import setup_logging
 from connector.redact import Redactor
 from connector.results import ActionResult, PassResult
 from connector.store import Store, open_store
+
+
+class _OnFirstUse:
+    """A module imported when a command first uses it: `sync` reaches its first call without rich
+    (the tables come after the pass) or the on-call logic."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+if TYPE_CHECKING:
+    from connector import oncall, views
+else:
+    oncall = _OnFirstUse("connector.oncall")
+    views = _OnFirstUse("connector.views")
 
 
 class ConnectorGroup(click.Group):
