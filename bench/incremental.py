@@ -24,6 +24,15 @@ from common import Sandbox, interview, last_run, report, run_connector, write_co
 OLD, NEW = "2026-01-01T00:00:00+00:00", "2026-06-01T00:00:00+00:00"
 
 
+def updated(n: int) -> str:
+    """Interview n last changed n minutes after OLD: the cursor then sits on the newest, and the
+    overlap (source.since_overlap_seconds, 300) re-fetches only the last few unchanged rows, as a
+    real listing would (every row on the same second would be re-fetched whole)."""
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat(OLD) + timedelta(minutes=n)).isoformat()
+
+
 class Source:
     """The partner's API: all interviews, or those changed since `changed_since`."""
 
@@ -55,7 +64,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=100)
     args = parser.parse_args()
-    items = [interview(n, updated_at=OLD) for n in range(args.items)]
+    items = [interview(n, updated_at=updated(n)) for n in range(args.items)]
     source = Source(items)
     sandbox = Sandbox()
     try:
