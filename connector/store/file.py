@@ -85,7 +85,25 @@ def backup(conn: sqlite3.Connection, path: Path) -> Path:
     return target
 
 
-class ProcessLock:
+class HeldFor:
+    """`with lock.held_for(wait=...):` for a lock with `acquire(**options)` and `release()`."""
+
+    def acquire(self, *, wait: float = 0.0, on_wait: Callable[[str], None] | None = None, give_up: Callable[[], bool] | None = None, poll: float = 0.1) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def held_for(self, **acquire: Any) -> Iterator[None]:
+        self.acquire(**acquire)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class ProcessLock(HeldFor):
     """One writer at a time per state database: an flock on `<db><suffix>`, holding the owner's pid.
 
     Two locks use it (docs/design.md §7): the *pass lock* (`.lock`), held by whoever runs a pass or
@@ -147,11 +165,3 @@ class ProcessLock:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-
-    @contextmanager
-    def held_for(self, **acquire: Any) -> Iterator[None]:
-        self.acquire(**acquire)
-        try:
-            yield
-        finally:
-            self.release()

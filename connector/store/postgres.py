@@ -21,6 +21,7 @@ from typing import Any
 
 from connector.errors import LeaseLost, LockedError, StateError
 from connector.redact import Redactor
+from connector.store.file import HeldFor
 from connector.store.schema import SCHEMA_VERSION, migrations
 from connector.store.sqlite import SET_META, Store
 
@@ -225,7 +226,7 @@ class PostgresStore(Store):
         }
 
 
-class AdvisoryLock:
+class AdvisoryLock(HeldFor):
     """The pass lock across hosts: a session-level advisory lock on a connection of its own, held
     while a pass or a repair runs (the same rule as the SQLite lock file)."""
 
@@ -270,11 +271,3 @@ class AdvisoryLock:
                 self._connection.close()  # the session's advisory locks go with it
             finally:
                 self._connection = None
-
-    @contextmanager
-    def held_for(self, **acquire: Any) -> Iterator[None]:
-        self.acquire(**acquire)
-        try:
-            yield
-        finally:
-            self.release()

@@ -26,7 +26,7 @@ from connector.errors import StateError
 from connector.redact import Redactor
 from connector.store.file import explain
 from connector.store.records import FailureRow, OperationRow, RunRow
-from connector.store.sqlite import Store
+from connector.store.sqlite import Store, failure_filter
 
 PAGE = 50  # rows per page of the runs and failures lists
 MAX_PAGE = 500
@@ -87,24 +87,12 @@ class ReadOnlyStore(Store):
             return bool(self._query("SELECT 1 AS x FROM runs WHERE id > ? LIMIT 1", [newer_than]))
         return bool(self._query("SELECT 1 AS x FROM runs WHERE id < ? LIMIT 1", [older_than]))
 
-    def _failure_filter(self, kind: str | None, include_resolved: bool, remote_id: str | None = None) -> tuple[list[str], list[Any]]:
-        clauses, params = [], []
-        if not include_resolved:
-            clauses.append("resolved_at IS NULL")
-        if kind:
-            clauses.append("kind = ?")
-            params.append(kind)
-        if remote_id is not None:
-            clauses.append("remote_id = ?")
-            params.append(remote_id)
-        return clauses, params
-
     def failures_page(
         self, *, kind: str | None = None, include_resolved: bool = False, before: int | None = None, after: int | None = None, limit: int = PAGE
     ) -> list[FailureRow]:
         """Failures newest first (open ones unless `include_resolved`, of one kind if given), a page
         before or after an id."""
-        clauses, params = self._failure_filter(kind, include_resolved)
+        clauses, params = failure_filter(kind, include_resolved)
         order = "DESC"
         if after is not None:
             clauses.append("id > ?")
@@ -120,13 +108,13 @@ class ReadOnlyStore(Store):
         return [FailureRow.from_row(r) for r in rows]
 
     def count_failures(self, *, kind: str | None = None, include_resolved: bool = False) -> int:
-        clauses, params = self._failure_filter(kind, include_resolved)
+        clauses, params = failure_filter(kind, include_resolved)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return int(self._query(f"SELECT count(*) AS n FROM failures {where}", params)[0]["n"])
 
     def failure_exists(self, *, kind: str | None, include_resolved: bool, newer_than: int | None = None, older_than: int | None = None) -> bool:
         """Whether a failure of this filter exists beyond an id (for the pager)."""
-        clauses, params = self._failure_filter(kind, include_resolved)
+        clauses, params = failure_filter(kind, include_resolved)
         if newer_than is not None:
             clauses.append("id > ?")
             params.append(newer_than)

@@ -36,6 +36,21 @@ SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDAT
 GROUP_COMMIT_SECONDS = 0.2
 
 
+def failure_filter(kind: str | None, include_resolved: bool, remote_id: str | None = None) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters choosing failures: open ones unless `include_resolved`."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if not include_resolved:
+        clauses.append("resolved_at IS NULL")
+    if kind:
+        clauses.append("kind = ?")
+        params.append(kind)
+    if remote_id is not None:
+        clauses.append("remote_id = ?")
+        params.append(remote_id)
+    return clauses, params
+
+
 class Runner(Protocol):
     """What the SQL below needs of a connection: sqlite-utils' Database, or the PostgreSQL adapter."""
 
@@ -466,15 +481,7 @@ class Store:
     # -- failures for operators --------------------------------------------------------------
 
     def failures(self, *, kind: str | None = None, include_resolved: bool = False, remote_id: str | None = None) -> list[FailureRow]:
-        clauses, params = [], []
-        if not include_resolved:
-            clauses.append("resolved_at IS NULL")
-        if kind:
-            clauses.append("kind = ?")
-            params.append(kind)
-        if remote_id is not None:
-            clauses.append("remote_id = ?")
-            params.append(remote_id)
+        clauses, params = failure_filter(kind, include_resolved, remote_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return [FailureRow.from_row(r) for r in self._query(f"SELECT * FROM failures {where} ORDER BY id", params)]
 
