@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector import mapping
 from connector.config import MappingConfig
 from connector.mapping import AMBIGUOUS, Mapper, compile_expression, lookup_key
 from connector.model import BrokenItem, Interview, InvalidItem
@@ -223,3 +224,40 @@ def test_a_deleted_item_that_no_longer_validates_is_still_deleted_by_its_id():
     not_deleted = mapper.map_one(lookup_raw(gone=False, minutes=0), 3)
     assert isinstance(not_deleted, InvalidItem) and not_deleted.deleted is False
     assert lookup_mapper().map_one(lookup_raw(gone=True, minutes=0), 3).deleted is False  # not mapped: no flag
+
+
+# -- equal values share one str per pass (memory) ----------------------------------------------
+
+
+def fresh(text: str) -> str:
+    """An equal str that is a different object."""
+    return "".join(list(text))
+
+
+def test_equal_values_of_shared_fields_are_one_object_within_a_pass():
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None))
+    first, second = (raw_item(rid, notes=fresh("Same notes"), location=fresh("Room 1")) for rid in ("A", "B"))
+    assert first["location"] is not second["location"]
+    a, b = mapper.map_all([first, second]).interviews
+    assert a.location is b.location and a.description is b.description
+    # Between passes nothing is kept: a later pass shares among its own items only.
+    (c,) = mapper.map_all([raw_item("C", notes=fresh("Same notes"))]).interviews
+    assert c.description == a.description and c.description is not a.description
+
+
+def test_a_shared_field_holding_no_string_is_reported_not_shared():
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None))
+    fetched = mapper.map_all([raw_item("A", location=["Room", 1]), raw_item("B", notes={"text": "x"})])
+    assert [(i.remote_id, i.message) for i in fetched.invalid] == [
+        ("A", "location: expected a string, got list"),
+        ("B", "description: expected a string, got dict"),
+    ]
+
+
+def test_at_most_shared_max_values_are_kept(monkeypatch):
+    monkeypatch.setattr(mapping, "SHARED_MAX", 3)  # the first item's description, zone and organizer fill it
+    mapper = Mapper(MappingConfig(duration_minutes="minutes", end=None))
+    items = [raw_item("A", notes=fresh("one")), raw_item("B", notes=fresh("one")), raw_item("C", notes=fresh("two")), raw_item("D", notes=fresh("two"))]
+    a, b, c, d = mapper.map_all(items).interviews
+    assert a.description is b.description  # kept: the third value
+    assert c.description == d.description and c.description is not d.description  # a fourth is not kept

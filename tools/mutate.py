@@ -71,6 +71,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "start is not None and duration is not None and tz_name and organizer and application_ids",
         "and -> or",
     ): "an assert narrowing types for mypy after `if errors.items: return`; every operand is true there, so `or` is true too",
+    (
+        "connector/mapping.py",
+        "len(seen_at) > 1",
+        "> -> >=",
+    ): "seen_at is () or a `repeated` list, which starts with two positions: its length is never 1",
 }
 
 NEGATE: dict[type[ast.cmpop], type[ast.cmpop]] = {
