@@ -3,101 +3,19 @@ place (`ConnectorGroup.invoke`)."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from connector.clock import utcnow
-from connector.config import Settings, load_settings
-from connector.engine import PassOptions, build_redactor, open_engine
-from connector.errors import FAILURE_KINDS, ConfigError, ConnectorError, UserError
+from connector.cli_base import CliState, ConnectorGroup, json_option, pass_state, tell_waiting, views, wait_option
+from connector.cli_jobylon import availability_command, webhooks
+from connector.cli_oncall import events, failures, replay, resolve, status
+from connector.engine import PassOptions, open_engine
+from connector.errors import ConfigError
 from connector.logs import setup_logging
-from connector.redact import Redactor
 from connector.results import ActionResult, PassResult
-from connector.store import Store, open_store
-
-
-class _OnFirstUse:
-    """A module imported when a command first uses it: `sync` reaches its first call without rich
-    (the tables come after the pass) or the on-call logic."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self._name), attribute)
-
-
-if TYPE_CHECKING:
-    from connector import oncall, views
-else:
-    oncall = _OnFirstUse("connector.oncall")
-    views = _OnFirstUse("connector.views")
-
-
-class ConnectorGroup(click.Group):
-    """The one error boundary: the connector's errors become one line and the exit code their class
-    carries (`connector.errors`)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConnectorError as exc:
-            click.echo(f"error: {_redact(ctx, str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-def _redact(ctx: click.Context, text: str) -> str:
-    state = ctx.find_object(CliState)
-    return state.redactor.text(text) if state is not None else text
-
-
-@dataclass
-class CliState:
-    config_path: str | None
-    log_format: str | None
-    verbose: int
-    _settings: Settings | None = None
-    redactor: Redactor = field(default_factory=Redactor)
-
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path)
-            self.redactor = build_redactor(self._settings)
-            obs = self._settings.observability
-            level = "DEBUG" if self.verbose else obs.log_level
-            setup_logging(self.log_format or obs.log_format, level, self.redactor)
-        return self._settings
-
-
-pass_state = click.make_pass_decorator(CliState)
-DEFAULT_LOCK_WAIT = 120.0
-
-
-def json_option(func: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
-
-
-def wait_option(func: Any) -> Any:
-    return click.option(
-        "--wait",
-        "wait",
-        default=DEFAULT_LOCK_WAIT,
-        show_default=True,
-        type=click.FloatRange(0),
-        help="Seconds to wait for a pass in progress (a running service's) to finish.",
-    )(func)
-
-
-def _waiting(wait: float) -> Any:
-    def tell(holder: str) -> None:
-        click.echo(f"waiting up to {wait:g} s for the pass in progress (connector process {holder}) to finish...", err=True)
-
-    return tell
 
 
 @click.group(cls=ConnectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,7 +57,7 @@ def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, al
         allow_mass_create=allow_mass_create,
         only=frozenset(only) if only else None,
     )
-    with open_engine(settings, lock=not dry_run, wait=wait, on_wait=_waiting(wait)) as engine:
+    with open_engine(settings, lock=not dry_run, wait=wait, on_wait=tell_waiting(wait)) as engine:
         result = _run_with_progress(engine, options)
     out = views.console()
     if dry_run:
@@ -210,30 +128,6 @@ def plan(state: CliState, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--runs", "limit", default=10, show_default=True, help="How many recent runs to show.")
-@json_option
-@pass_state
-def status(state: CliState, limit: int, as_json: bool) -> None:
-    """Last runs, events per state, open failures, in-doubt items, the next run."""
-    from connector.daemon import stale_heartbeat  # apscheduler is only needed here, not on every command
-
-    store = _open_store(state)
-    try:
-        document = oncall.status_document(store, limit, heartbeat_fresh=not stale_heartbeat(store.get_meta("heartbeat_at"), 60))
-    finally:
-        store.close()
-    if as_json:
-        views.print_json(document)
-        return
-    out = views.console()
-    out.print(views.runs_table(document["runs"]))
-    out.print(views.counts_table("events", document["events"]))
-    out.print(views.counts_table("open failures", document["failures"]))
-    out.print(f"in doubt: {document['in_doubt']}    next run: {document['next_run_at'] or 'no daemon heartbeat'}")
-    out.print(views.webhooks_line(document.get("webhooks", {})), markup=False, highlight=False)
-
-
-@cli.command()
 @pass_state
 def run(state: CliState) -> None:
     """The service: a pass now, then every sync.interval_seconds (or sync.cron).
@@ -244,145 +138,6 @@ def run(state: CliState) -> None:
 
     state.settings()  # a bad config refuses to start (exit 2)
     sys.exit(run_daemon(state.config_path, state.log_format, bool(state.verbose)))
-
-
-def failure_filters(func: Any) -> Any:
-    func = json_option(func)
-    func = click.option("--open/--all", "only_open", default=True, help="Open failures only (default), or all, resolved included.")(func)
-    return click.option("--kind", type=click.Choice(list(FAILURE_KINDS)), default=None)(func)
-
-
-@cli.group(invoke_without_command=True)
-@failure_filters
-@click.pass_context
-def failures(ctx: click.Context, kind: str | None, only_open: bool, as_json: bool) -> None:
-    """The dead-letter list: what could not be synced, and why. Without a subcommand: `list`
-    (`connector failures --kind transient` is `connector failures list --kind transient`)."""
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(failures_list, kind=kind, only_open=only_open, as_json=as_json)
-
-
-def _open_store(state: CliState) -> Store:
-    """The state for a read-only command: a missing database is an error, never a new one."""
-    settings = state.settings()
-    return open_store(settings.state, redactor=state.redactor, create=False)
-
-
-@failures.command("list")
-@failure_filters
-@pass_state
-def failures_list(state: CliState, kind: str | None = None, only_open: bool = True, as_json: bool = False) -> None:
-    """List failures: remote id, action, kind, attempts, times, HTTP status, message.
-
-    `attempts` counts the passes (and replays) that tried the item; within each, a transient error
-    is retried up to retry.attempts times before the item backs off.
-    """
-    store = _open_store(state)
-    try:
-        rows = [oncall.failure_document(r) for r in store.failures(kind=kind, include_resolved=not only_open)]
-    finally:
-        store.close()
-    if as_json:
-        views.print_json(rows)
-        return
-    views.console().print(views.failures_table(rows, "open failures" if only_open else "all failures"))
-
-
-@failures.command("show")
-@click.argument("failure_id", type=int)
-@json_option
-@pass_state
-def failures_show(state: CliState, failure_id: int, as_json: bool) -> None:
-    """One failure in full: the redacted request that was sent and Jobylon's answer."""
-    store = _open_store(state)
-    try:
-        row = store.failure(failure_id)
-    finally:
-        store.close()
-    if row is None:
-        raise UserError(f"no failure with id {failure_id} (see `connector failures list --all`)")
-    document = oncall.failure_document(row, detail=True)
-    if as_json:
-        views.print_json(document)
-        return
-    views.console().print(views.failure_panel(document))
-    click.echo(f"next step: {document['next_step']}")
-
-
-@cli.command()
-@click.argument("failure_ids", nargs=-1, type=int)
-@click.option("--all", "replay_all", is_flag=True, help="Every open failure.")
-@click.option("--kind", type=click.Choice(["transient", "permanent", "drift"]), default=None, help="Every open failure of this kind.")
-@click.option("--remote-id", "remote_ids", multiple=True, help="This remote id (repeatable).")
-@wait_option
-@pass_state
-def replay(state: CliState, failure_ids: tuple[int, ...], replay_all: bool, kind: str | None, remote_ids: tuple[str, ...], wait: float) -> None:
-    """Re-attempt failed items now, with the latest source data; prints the outcome per item.
-
-    Works while the service runs: it waits for a pass in progress, then holds the state until done.
-    In-doubt creates are not replayed (that could make a second event): decide each with
-    `connector resolve`; while any is left the exit code is 1.
-
-    \b
-    Examples:
-      connector replay 17 18
-      connector replay --kind transient
-      connector replay --remote-id INT-1002
-    """
-    settings = state.settings()
-    if not (failure_ids or replay_all or kind or remote_ids):
-        raise click.UsageError("name failure ids, or use --all, --kind or --remote-id")
-    with open_engine(settings, wait=wait, on_wait=_waiting(wait)) as engine:
-        selection = oncall.select_replay(engine.store, failure_ids=failure_ids, replay_all=replay_all, kind=kind, remote_ids=remote_ids)
-        from connector.webhooks.intake import repair_drift  # a drift failure's replay puts the source's version back
-
-        repair_drift(engine.store, selection.remote_ids, utcnow())
-        result = engine.run_pass(PassOptions(full=True, only=selection.remote_ids, replay=True)) if selection.remote_ids else None
-    if result is not None:
-        views.console().print(views.replay_table(result, sorted(selection.remote_ids)))
-    elif not selection.in_doubt:
-        click.echo("nothing to replay", err=True)
-    for remote_id in selection.in_doubt:
-        click.echo(f"{remote_id}: in doubt; not replayed (use `connector resolve {remote_id} --event-id N | --recreate`)", err=True)
-    if selection.in_doubt:
-        click.echo(
-            f"{len(selection.in_doubt)} in-doubt create(s) not replayed, each waiting for a decision: look for the event in "
-            "Jobylon (`connector failures show ID` has the request), then `connector resolve REMOTE_ID --event-id N` "
-            "(it is there) or `--recreate` (it is not)",
-            err=True,
-        )
-    code = result.exit_code if result is not None else 0
-    sys.exit(code or (1 if selection.in_doubt else 0))
-
-
-@cli.command()
-@click.argument("remote_id")
-@click.option("--event-id", type=int, default=None, help="The create did reach Jobylon as this event: map it (the next pass updates it).")
-@click.option("--recreate", is_flag=True, help="The create did not reach Jobylon: create it anew now.")
-@click.option("--forget", is_flag=True, help="Stop syncing this interview: never created, updated or deleted again; Jobylon untouched.")
-@wait_option
-@pass_state
-def resolve(state: CliState, remote_id: str, event_id: int | None, forget: bool, recreate: bool, wait: float) -> None:
-    """Operator repair of one mapping, e.g. an in-doubt create. Recorded in `operations`.
-
-    None of these can make a second event: --event-id refuses an event mapped to another interview
-    or an interview mapped to another live event; --recreate refuses an interview with a live
-    event; --forget detaches the interview for good (undo: --event-id N or --recreate).
-    Works while the service runs (it waits for a pass in progress).
-    """
-    if sum((event_id is not None, forget, recreate)) != 1:
-        raise click.UsageError("give exactly one of --event-id N, --recreate, --forget")
-    settings = state.settings()
-    with open_engine(settings, wait=wait, on_wait=_waiting(wait)) as engine:
-        if event_id is not None:
-            click.echo(oncall.resolve_with_event(engine.store, remote_id, event_id))
-        elif forget:
-            click.echo(oncall.forget(engine.store, remote_id))
-        else:
-            oncall.prepare_recreate(engine.store, remote_id)
-            result = engine.run_pass(PassOptions(full=True, only=frozenset({remote_id}), replay=True))
-            views.console().print(views.replay_table(result, [remote_id], title="resolve --recreate"))
-            sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -444,107 +199,8 @@ def demo(keep: str | None) -> None:
     sys.exit(run_demo(keep))
 
 
-@cli.command("availability")
-@click.option("--user", "users", multiple=True, required=True, metavar="EMAIL", help="A Jobylon user whose calendar counts (repeat for more).")
-@click.option("--required", default="all", show_default=True, metavar="all|N", help="How many of the users must be free: all, or at least N.")
-@click.option("--from", "start", required=True, metavar="ISO", help="Start of the period, with an offset: 2030-06-03T09:00:00+02:00 (or ...Z).")
-@click.option("--to", "end", required=True, metavar="ISO", help="End of the period, at most 31 days after --from.")
-@click.option("--duration", type=int, required=True, metavar="MIN", help="Meeting length in minutes, 1..480.")
-@click.option("--periods", is_flag=True, help="Free periods instead of back-to-back slots of --duration.")
-@json_option
-@pass_state
-def availability_command(state: CliState, users: tuple[str, ...], required: str, start: str, end: str, duration: int, periods: bool, as_json: bool) -> None:
-    """When users are free: slots of --duration (or free periods) in --from..--to, from Jobylon's calendars.
-
-    Exit codes: 0 ok (also when nothing is free), 1 Jobylon refused the query (an unknown user, one the partner
-    cannot access, one without a calendar connection: named) or did not answer, 2 bad config or
-    usage, 4 credentials refused.
-
-    \b
-    Example:
-      connector availability --user recruiter@acme.example --user hiring.manager@acme.example \\
-        --required 1 --from 2030-06-03T09:00:00Z --to 2030-06-03T17:00:00Z --duration 60
-    """
-    from connector import availability
-    from connector.jobylon import JobylonClient
-
-    try:
-        query = availability.build_query(users, required, start, end, duration, "periods" if periods else "slots")
-    except availability.QueryError as exc:
-        raise click.BadParameter(str(exc), param_hint=exc.option) from None
-    settings = state.settings()
-    client = JobylonClient(settings.jobylon, settings.retry, pool_size=1)
-    try:
-        slots = client.availability(query)
-    finally:
-        client.close()
-    if as_json:
-        views.print_json(availability.slots_document(slots))
-        return
-    views.console().print(views.availability_table(query, slots))
-
-
-@cli.group()
-def webhooks() -> None:
-    """Jobylon's calendar_event webhooks: the receiver, and the partner's copy ([webhooks.forward])."""
-
-
-@webhooks.command("serve")
-@pass_state
-def webhooks_serve(state: CliState) -> None:
-    """Receive calendar_event deliveries on webhooks.host:webhooks.port until SIGTERM/SIGINT.
-
-    Each delivery is stored before the 2xx; in-doubt creates it answers are healed, drift is
-    reported (sync.on_drift). Beside `connector run` on the same database, or inside it with
-    webhooks.enabled = true. Exit 2 when the port cannot be had.
-    """
-    from connector.webhooks.service import serve
-
-    settings = state.settings()
-    store = Store(settings.state.path, redactor=state.redactor)
-    try:
-        code = serve(settings, store)
-    finally:
-        store.close()
-    sys.exit(code)
-
-
-@webhooks.command("retry-forwards")
-@pass_state
-def webhooks_retry_forwards(state: CliState) -> None:
-    """Try every record not yet forwarded to the partner again now, permanent failures included."""
-    from connector.webhooks.service import retry_forwards
-
-    settings = state.settings()
-    store = Store(settings.state.path, redactor=state.redactor)
-    try:
-        sent, left = retry_forwards(settings, store)
-    finally:
-        store.close()
-    click.echo(f"{sent} record(s) forwarded, {left} still waiting")
-    sys.exit(1 if left else 0)
-
-
-@cli.group()
-def events() -> None:
-    """What Jobylon's webhooks said about the events."""
-
-
-@events.command("show")
-@click.argument("remote_id")
-@json_option
-@pass_state
-def events_show(state: CliState, remote_id: str, as_json: bool) -> None:
-    """One interview's event as Jobylon last described it: status, RSVPs, video link, when received."""
-    store = _open_store(state)
-    try:
-        document = oncall.event_document(store, remote_id)
-    finally:
-        store.close()
-    if as_json:
-        views.print_json(document)
-        return
-    views.console().print(views.event_panel(document))
+for command in (status, failures, replay, resolve, events, availability_command, webhooks):
+    cli.add_command(command)
 
 
 def main() -> None:
