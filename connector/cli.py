@@ -3,8 +3,11 @@ place (`ConnectorGroup.invoke`)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -58,6 +61,7 @@ def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, al
         only=frozenset(only) if only else None,
     )
     with open_engine(settings, lock=not dry_run, wait=wait, on_wait=tell_waiting(wait)) as engine:
+        engine.on_planned = _import_while_calls_wait("connector.views")
         result = _run_with_progress(engine, options)
     out = views.console()
     if dry_run:
@@ -66,6 +70,16 @@ def sync(state: CliState, dry_run: bool, full: bool, allow_mass_delete: bool, al
     if result.error:
         click.echo(f"{result.outcome}: {result.error}", err=True)
     sys.exit(result.exit_code)
+
+
+def _import_while_calls_wait(module: str) -> Callable[[int], None]:
+    """The summary's tables need rich, which `sync` does not load before its first call: load it
+    in the background once the calls start (they mostly wait on Jobylon), not after the last one."""
+
+    def start(_: int) -> None:
+        threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True).start()
+
+    return start
 
 
 def _run_with_progress(engine: Any, options: PassOptions) -> PassResult:
