@@ -126,13 +126,15 @@ class Timed:
     cpu_s: float = -1.0
 
 
-def run_process(command: list[str], *, capture_stdout: bool = False) -> Timed:
+def run_process(command: list[str], *, capture_stdout: bool = False, pythonpath: str | None = None) -> Timed:
     """Run `command` to its end, timed from outside as a partner's cron would see it.
 
     The peak RSS comes from GNU time (`/usr/bin/time -f %M`) so that it is the process's own:
     the rusage of a child forked from this (large) benchmark process would count the parent's
-    pages it started with."""
+    pages it started with. `pythonpath` runs another checkout of the connector (a baseline)."""
     env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     gnu_time = Path("/usr/bin/time")
     if gnu_time.exists():
         command = [str(gnu_time), "-f", "MAXRSS_KB=%M CPU_S=%U %S", *command]

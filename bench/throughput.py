@@ -13,6 +13,9 @@ process) adds L ms to every call. Two figures per run, both printed:
 - first to last: (calls - 1) / (last - first request time at the sandbox), which leaves out what
   the process does before its first call and after its last one.
 
+With `--baseline DIR` (another checkout, e.g. `git archive HEAD~5 | tar -x -C DIR`), that
+connector is measured too, interleaved with this one: a before and after under the same load.
+
 Beside it, in the same run and against a sandbox set up the same way, `bench/naive_peer.py` sends
 the same interviews with C threads and one `requests.Session` each (no state, no retries, no rate
 limit), timed the same way; it runs only where the rate limit does not bind. The busiest one-second
@@ -42,12 +45,12 @@ def busiest_second(stamps: list[float]) -> int:
     return best
 
 
-def measure(who: str, source: Path, folder: Path, latency_ms: float, concurrency: int, rate: float) -> dict[str, float]:
-    """One timed process (`connector` or `peer`) against a fresh sandbox."""
+def measure(who: str, source: Path, folder: Path, latency_ms: float, concurrency: int, rate: float, baseline: str | None = None) -> dict[str, float]:
+    """One timed process (`connector`, `baseline` or `peer`) against a fresh sandbox."""
     sandbox = Sandbox()
     try:
         sandbox.post("/_sandbox/faults", {"rate": 0, "latency_ms": latency_ms})
-        if who == "connector":
+        if who in ("connector", "baseline"):
             run = folder / f"run-{len(list(folder.glob('run-*')))}"
             run.mkdir()
             config = write_config(
@@ -60,7 +63,7 @@ def measure(who: str, source: Path, folder: Path, latency_ms: float, concurrency
             command = [sys.executable, "-m", "connector", "--config", str(config), "sync", "--full"]
         else:
             command = [sys.executable, str(ROOT / "bench" / "naive_peer.py"), "--url", sandbox.url, "--file", str(source), "--threads", str(concurrency)]
-        timed = run_process(command)
+        timed = run_process(command, pythonpath=baseline if who == "baseline" else None)
         log = sandbox.get("/_sandbox/requests")
     finally:
         sandbox.stop()
@@ -109,6 +112,7 @@ def main() -> None:
         "--whole-process", action=argparse.BooleanOptionalAction, default=True, help="headline figure: the whole process (default) or first to last request"
     )
     parser.add_argument("--no-peer", action="store_true", help="leave out the naive peer")
+    parser.add_argument("--baseline", metavar="DIR", help="also measure the connector checked out in DIR, interleaved (before and after)")
     args = parser.parse_args()
     load_before = load()
     rows: list[dict[str, Any]] = []
@@ -120,8 +124,10 @@ def main() -> None:
             source = folder / f"interviews-{items}.json"
             source.write_text(json.dumps([interview(n) for n in range(items)]))
             with_peer = not args.no_peer and rate > bound  # a peer without a rate limit says nothing where the limit binds
-            runs: dict[str, list[dict[str, float]]] = {"connector": [], "peer": []}
+            runs: dict[str, list[dict[str, float]]] = {"baseline": [], "connector": [], "peer": []}
             for _ in range(args.repeat):
+                if args.baseline:
+                    runs["baseline"].append(measure("baseline", source, folder, args.latency_ms, args.concurrency, rate, args.baseline))
                 runs["connector"].append(measure("connector", source, folder, args.latency_ms, args.concurrency, rate))
                 if with_peer:
                     runs["peer"].append(measure("peer", source, folder, args.latency_ms, args.concurrency, rate))

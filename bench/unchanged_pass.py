@@ -7,7 +7,9 @@ then `connector sync --full` runs again over the unchanged file, --repeat times:
 and spread, max - min) and peak RSS of that process, the requests it sent (must be 0), and
 json.load of the same file, timed in this process and, for its peak RSS, alone in a process of its
 own. With several N, the median time ratio largest/smallest shows linearity. The load average is
-printed: other work on the machine blurs the times more than the memory.
+printed: other work on the machine blurs the times more than the memory. With `--baseline DIR`
+(another checkout of the connector) its passes run over the same file and state, interleaved with
+this one's: a before and after under the same load.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from common import Sandbox, interview, load, median_spread, report, run_connector, run_process, write_config
 
 
-def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
+def measure(items: int, repeat: int, folder: Path, baseline: str | None = None) -> list[dict[str, float]]:
     source = folder / "interviews.json"
     source.write_text(json.dumps([interview(n) for n in range(items)]))
     sandbox = Sandbox()
@@ -34,12 +36,17 @@ def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
         if code != 0:
             raise SystemExit(f"set-up sync of {items} interviews exited {code}")
         before = sandbox.requests()
-        runs = [run_process([sys.executable, "-m", "connector", "--config", str(config), "sync", "--full"]) for _ in range(repeat)]
+        command = [sys.executable, "-m", "connector", "--config", str(config), "sync", "--full"]
+        runs: dict[str, list] = {"baseline": [], "connector": []}
+        for _ in range(repeat):
+            if baseline:
+                runs["baseline"].append(run_process(command, pythonpath=baseline))
+            runs["connector"].append(run_process(command))
         sent = sandbox.requests() - before
     finally:
         sandbox.stop()
-    if any(run.code != 0 for run in runs):
-        raise SystemExit(f"an unchanged pass of {items} interviews exited {[run.code for run in runs]}")
+    if any(run.code != 0 for who in runs.values() for run in who):
+        raise SystemExit(f"an unchanged pass of {items} interviews failed: {[run.code for who in runs.values() for run in who]}")
     loads, load_cpus = [], []
     for _ in range(max(3, repeat)):
         started, cpu = time.perf_counter(), time.process_time()
@@ -48,10 +55,15 @@ def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
         loads.append(time.perf_counter() - started)
         load_cpus.append(time.process_time() - cpu)
     alone = run_process([sys.executable, "-c", "import json, sys; json.load(open(sys.argv[1], 'rb'))", str(source)])
+    load_s, load_cpu = median_spread(loads)[0], median_spread(load_cpus)[0]
+    return [_row(who, items, timed, sent, setup, source, load_s, load_cpu, alone.rss_mb) for who, timed in runs.items() if timed]
+
+
+def _row(who: str, items: int, runs: list, sent: int, setup: float, source: Path, load_s: float, load_cpu: float, load_rss: int) -> dict[str, float]:
     wall, spread = median_spread([run.wall for run in runs])
     cpu = median_spread([run.cpu_s for run in runs])[0]
-    load_s, load_cpu = median_spread(loads)[0], median_spread(load_cpus)[0]
     return {
+        "who": who,
         "items": items,
         "file_mb": round(source.stat().st_size / 1e6, 1),
         "pass_s": round(wall, 3),
@@ -61,7 +73,7 @@ def measure(items: int, repeat: int, folder: Path) -> dict[str, float]:
         "peak_rss_mb": max(run.rss_mb for run in runs),
         "json_load_s": round(load_s, 3),
         "json_load_cpu_s": round(load_cpu, 3),
-        "json_load_peak_rss_mb": alone.rss_mb,
+        "json_load_peak_rss_mb": load_rss,
         "ratio_to_json_load": round(wall / load_s, 2),
         "cpu_ratio_to_json_load": round(cpu / load_cpu, 2) if load_cpu > 0 else None,
         "requests_sent": sent,
@@ -73,19 +85,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, action="append", help="interviews (repeatable; default 10000 and 100000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per size; medians and spreads are reported")
+    parser.add_argument("--baseline", metavar="DIR", help="also run the connector checked out in DIR, interleaved (before and after)")
     args = parser.parse_args()
     sizes = sorted(args.items or [10_000, 100_000])
     load_before = load()
     results = []
     for items in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-unchanged-") as folder:
-            results.append(measure(items, args.repeat, Path(folder)))
+            results += measure(items, args.repeat, Path(folder), args.baseline)
     summary: dict[str, object] = {"load_before": load_before, "load_after": load(), "results": results}
-    if len(results) > 1:
-        summary["time_ratio_largest_to_smallest"] = round(results[-1]["pass_s"] / results[0]["pass_s"], 2)
-        summary["cpu_ratio_largest_to_smallest"] = round(results[-1]["pass_cpu_s"] / results[0]["pass_cpu_s"], 2)
-        summary["size_ratio"] = round(results[-1]["items"] / results[0]["items"], 2)
+    for who in ("baseline", "connector"):
+        mine = [r for r in results if r["who"] == who]
+        if len(mine) > 1:
+            summary[f"{who}_time_ratio_largest_to_smallest"] = round(mine[-1]["pass_s"] / mine[0]["pass_s"], 2)
+            summary[f"{who}_cpu_ratio_largest_to_smallest"] = round(mine[-1]["pass_cpu_s"] / mine[0]["pass_cpu_s"], 2)
+            summary["size_ratio"] = round(mine[-1]["items"] / mine[0]["items"], 2)
     columns = [
+        "who",
         "items",
         "file MB",
         "pass s (median)",
