@@ -8,10 +8,9 @@ headers, body, redirects followed): each read from the socket waits at most unti
 and a read after it raises a read timeout. (A TLS handshake is bounded per read only.)
 `read_body` then reads the streamed body, up to a byte cap.
 
-`Connections` / `request` / `read_answer` do the same straight over http.client, for the Jobylon
-client's calls: requests' machinery around each call (preparing, merging settings, cookies, hooks,
-adapters), and urllib3's below it, cost more CPU than everything else the connector does per call,
-and a pass is CPU-bound. What they send is what a requests Session sent.
+`pool` / `request` / `read_answer` do the same straight over urllib3, for the Jobylon client's calls:
+requests' machinery around each call (preparing, merging settings, cookies, hooks, adapters)
+cost more CPU than everything else the connector does per call, and a pass is CPU-bound.
 """
 
 from __future__ import annotations
@@ -19,16 +18,17 @@ from __future__ import annotations
 import http.client
 import io
 import os
-import select
-import socket
 import threading
 import time
-import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    import ssl
+import urllib3
+import urllib3.exceptions
+import urllib3.util
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import ProxyManager
 
 CHUNK = 64 * 1024
 _local = threading.local()  # the deadline of the request this thread is sending, while it sends it
@@ -83,177 +83,81 @@ def send(session: requests.Session, method: str, url: str, seconds: float, **kwa
         _local.deadline = None
 
 
-class NotReached(Exception):
-    """No connection could be made: the request surely did not reach the server."""
-
-
-class Connections:
-    """Keep-alive HTTP/1.1 connections to the host of one base URL (http or https), straight over
-    http.client, for `request`: at most `maxsize` idle ones are kept, more are opened when needed.
-    `verify`: check the TLS certificate against certifi's bundle (as requests does), against this
-    CA bundle file or folder, or (False) not at all."""
-
-    def __init__(self, url: str, *, maxsize: int, verify: bool | str) -> None:
-        parts = urlsplit(url)
-        self.scheme = parts.scheme
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._context = _tls_context(verify) if parts.scheme == "https" else None
-        self._idle: list[http.client.HTTPConnection] = []
-        self._maxsize = maxsize
-        self._lock = threading.Lock()
-
-    def take(self, seconds: float) -> http.client.HTTPConnection:
-        """An idle connection the server has not closed, or a new one (not yet connected)."""
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.sock is not None and not _readable(conn.sock):  # an idle connection that can be read from was closed
-                    conn.timeout = seconds
-                    conn.sock.settimeout(seconds)
-                    return conn
-                conn.close()
-        return _PlainConnection(self.host, self.port, timeout=seconds)
-
-    def give(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self._maxsize:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def connect(self, conn: http.client.HTTPConnection) -> None:
-        """Open `conn`: NotReached when no TCP connection is made; a TLS handshake that fails is
-        BodyBroken (a connection was made), as requests has it."""
-        try:
-            http.client.HTTPConnection.connect(conn)
-        except OSError:
-            conn.close()
-            raise NotReached() from None
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._context is not None:
+def pool(url: str, *, maxsize: int, verify: bool | str) -> HTTPConnectionPool:
+    """A keep-alive pool of connections to the host of `url` (http or https) whose answers honour
+    the deadline `request` sets. `verify`: check the TLS certificate against certifi's bundle (as
+    requests does), against this CA bundle file or folder, or (False) not at all."""
+    parts = urllib3.util.parse_url(url)
+    scheme = parts.scheme or "http"
+    tls: dict[str, Any] = {}
+    if scheme == "https":
+        if verify is False:
+            tls = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+        elif isinstance(verify, str):
+            tls = {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir" if os.path.isdir(verify) else "ca_certs": verify}
+        else:
             try:
-                conn.sock = self._context.wrap_socket(conn.sock, server_hostname=self.host)
-            except (OSError, ValueError):  # ssl.SSLError and CertificateError are OSError / ValueError
-                conn.close()
-                raise BodyBroken() from None
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
-    import ssl
-
-    if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(verify, str):
-        return ssl.create_default_context(capath=verify) if os.path.isdir(verify) else ssl.create_default_context(cafile=verify)
-    try:
-        import certifi
-    except ImportError:  # the system's store then
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-def _readable(sock: Any) -> bool:
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
+                import certifi
+            except ImportError:  # the system's store then
+                tls = {"cert_reqs": "CERT_REQUIRED"}
+            else:
+                tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()}
+    cls = _POOLS[scheme]
+    return cls(parts.host, parts.port, maxsize=maxsize, block=False, retries=False, **tls)
 
 
 def request(
-    connections: Connections, method: str, target: str, seconds: float, *, body: bytes, headers: dict[str, str]
-) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection, float]:
+    connections: HTTPConnectionPool, method: str, target: str, seconds: float, *, body: bytes | None, headers: dict[str, str]
+) -> tuple[urllib3.BaseHTTPResponse, float]:
     """One request (no retry, no redirect followed), within `seconds` in total for the whole answer;
-    returns the response (status and headers read, body not yet), its connection and the deadline,
-    for `read_answer`. NotReached: no connection was made; BodyBroken: the connection broke (the
-    request may have been sent); BodyTimeout: the deadline passed."""
+    returns the response (headers read, body not yet) and the deadline to hand to `read_answer`.
+    Raises urllib3's errors as they are: NewConnectionError or ConnectTimeoutError (never reached
+    the server), ReadTimeoutError (past the deadline), ProtocolError or SSLError (the connection
+    broke), another urllib3 HTTPError."""
     deadline = time.monotonic() + seconds
-    conn = connections.take(seconds)
-    if conn.sock is None:
-        connections.connect(conn)
     _local.deadline = deadline
     try:
-        conn.request(method, target, body=body, headers=headers)
-        response = conn.getresponse()
-    except TimeoutError:
-        conn.close()
-        raise BodyTimeout() from None
-    except (OSError, http.client.HTTPException):
-        conn.close()
-        raise BodyBroken() from None
+        response = connections.urlopen(
+            method,
+            target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=seconds, read=seconds),
+        )
+        return response, deadline
     finally:
         _local.deadline = None
-    return response, conn, deadline
 
 
-def read_answer(connections: Connections, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, deadline: float, cap: int) -> bytes:
+def read_answer(response: urllib3.BaseHTTPResponse, deadline: float, cap: int) -> bytes:
     """`read_body` for a response of `request`: the whole body, decoded as its Content-Encoding
-    (gzip, deflate) says, or BodyTooLarge / BodyTimeout / BodyBroken. The connection goes back to
-    `connections` when the body was read in full and the server keeps it open, else it is closed."""
-    done = False
+    says, or BodyTooLarge / BodyTimeout / BodyBroken. The connection goes back to the pool when
+    the body was read in full, else it is closed."""
     try:
-        declared = (response.getheader("Content-Length") or "").strip()
+        declared = (response.headers.get("Content-Length") or "").strip()
         if declared.isdigit() and int(declared) > cap:
             raise BodyTooLarge(int(declared))
-        decoder = _decoder(response.getheader("Content-Encoding"))
         chunks: list[bytes] = []
         total = 0
         try:
-            while raw := response.read(CHUNK):
-                chunk = decoder(raw, cap - total + 1) if decoder else raw
+            for chunk in response.stream(CHUNK, decode_content=True):
                 total += len(chunk)
                 if total > cap:
                     raise BodyTooLarge(head=chunks[0] if chunks else chunk[:CHUNK])
                 if time.monotonic() > deadline:
                     raise BodyTimeout()
                 chunks.append(chunk)
-        except TimeoutError:
+        except urllib3.exceptions.ReadTimeoutError:
             raise BodyTimeout() from None
-        except (OSError, http.client.HTTPException, zlib.error):
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError):
             raise BodyBroken() from None
-        done = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
-        if done and not response.will_close:
-            connections.give(conn)
-        else:
-            response.close()
-            conn.close()
-
-
-def _decoder(encoding: str | None) -> Any:
-    """A function (data, at_most) -> the decoded bytes, for a gzip or deflate body (None else)."""
-    name = (encoding or "").strip().lower()
-    if name in ("gzip", "x-gzip"):
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif name == "deflate":
-        inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip wrapped; raw deflate below
-        state = {"raw": False, "first": True}
-
-        def deflate(data: bytes, at_most: int) -> bytes:
-            nonlocal inflate
-            if state["first"]:
-                state["first"] = False
-                try:
-                    return inflate.decompress(data, at_most)
-                except zlib.error:
-                    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-            return inflate.decompress(data, at_most)
-
-        return deflate
-    else:
-        return None
-    return lambda data, at_most: inflate.decompress(data, at_most)
+        response.close()  # a no-op for a connection already back in the pool, else it is not reused
+        response.release_conn()
 
 
 def read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
@@ -261,7 +165,6 @@ def read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
     (reading stops there: memory stays bounded by the cap), BodyTimeout past `deadline`,
     BodyBroken if the connection breaks. The caller closes the response."""
     import requests
-    import urllib3.exceptions
 
     declared = response.headers.get("Content-Length", "").strip()
     if declared.isdigit() and int(declared) > cap:
@@ -330,36 +233,27 @@ class _Response(http.client.HTTPResponse):
         super().__init__(reads_from, *args, **kwargs)
 
 
-class _PlainConnection(http.client.HTTPConnection):
-    """http.client's connection whose answers honour the deadline `request` sets; opened by
-    `Connections.connect` (TLS there when the URL says https), never again by http.client."""
-
+class _Connection(HTTPConnection):
     response_class = _Response
 
-    def connect(self) -> None:
-        raise RuntimeError("connections are opened by Connections.connect")
+
+class _TLSConnection(HTTPSConnection):
+    response_class = _Response
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+_POOLS = {"http": _Pool, "https": _TLSPool}
 
 
 def _deadline_adapter() -> type:
-    """The requests adapter, with urllib3 pools whose connections make `_Response`s."""
     from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-    from urllib3.poolmanager import ProxyManager
-
-    class _Connection(HTTPConnection):
-        response_class = _Response
-
-    class _TLSConnection(HTTPSConnection):
-        response_class = _Response
-
-    class _Pool(HTTPConnectionPool):
-        ConnectionCls = _Connection
-
-    class _TLSPool(HTTPSConnectionPool):
-        ConnectionCls = _TLSConnection
-
-    _POOLS = {"http": _Pool, "https": _TLSPool}
 
     class DeadlineAdapter(HTTPAdapter):
         """An HTTPAdapter whose connections honour the deadline `send` sets (directly and through an
