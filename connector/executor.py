@@ -15,6 +15,7 @@ failures. `settle_orphaned_intents` decides what becomes of intents left by a de
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import signal
@@ -286,7 +287,8 @@ class Executor:
     def _update(self, run_id: int, call: Update) -> ActionResult:
         interview = call.interview
         body = self._body(interview.update_payload, interview)
-        intent = self._intent(run_id, interview.remote_id, "update", "PUT", call.event_id, body, interview.content_hash)
+        text = json.dumps(body)  # once for the intent's record (the client encodes what it sends)
+        intent = self._intent(run_id, interview.remote_id, "update", "PUT", call.event_id, body, interview.content_hash, text)
         try:
             self.client.update(call.event_id, body)
             self._answered("PUT")
@@ -324,13 +326,14 @@ class Executor:
     def _post(self, run_id: int, interview: Interview, action: str) -> ActionResult:
         """The create call, for a new event or the second half of a recreate."""
         body = self._body(interview.payload, interview)
-        intent = self._intent(run_id, interview.remote_id, action, "POST", None, body, interview.content_hash)
+        text = json.dumps(body)  # once for the intent's and the event's records (the client encodes what it sends)
+        intent = self._intent(run_id, interview.remote_id, action, "POST", None, body, interview.content_hash, text)
         try:
             event_id = self.client.create(body)
             self._answered("POST")
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="in_doubt" if exc.kind == "in_doubt" else "failed")
-        self.store.record_success(intent, state=_synced(interview, event_id, body), http_status=201, now=self.clock())
+        self.store.record_success(intent, state=_synced(interview, event_id, body), http_status=201, now=self.clock(), payload_text=text)
         self.breaker.reset()
         return ActionResult(action, interview.remote_id, event_id, "created" if action == "create" else "recreated")
 
@@ -354,7 +357,15 @@ class Executor:
         return with_marker(payload, interview.remote_id) if self.settings.sync.reference_marker else payload
 
     def _intent(
-        self, run_id: int, remote_id: str, action: str, method: str, event_id: int | None, request: dict[str, object] | None, content_hash: str | None
+        self,
+        run_id: int,
+        remote_id: str,
+        action: str,
+        method: str,
+        event_id: int | None,
+        request: dict[str, object] | None,
+        content_hash: str | None,
+        request_text: str | None = None,
     ) -> Intent:
         intent = self.store.write_intent(
             run_id=run_id,
@@ -365,6 +376,7 @@ class Executor:
             request=request,
             content_hash=content_hash,
             now=self.clock(),
+            request_text=request_text,
         )
         if self.crash_point is not None:
             self.crash_point.reached("after_intent", method)

@@ -278,8 +278,13 @@ class Store:
         request: dict[str, Any] | None,
         content_hash: str | None,
         now: datetime,
+        request_text: str | None = None,
     ) -> Intent:
+        """`request_text`: the JSON of `request` as it is sent, if the caller has it (kept as is when
+        masking changes nothing: a payload is encoded once per call, not once per record)."""
+        sent = request
         request = self.redactor.data(request) if request is not None else None
+        stored = request_text if request_text is not None and request == sent else (json.dumps(request) if request is not None else None)
         with self._call_transaction() as db:
             self._fence(db)
             intent_id = db.execute(
@@ -291,7 +296,7 @@ class Store:
                     action,
                     method,
                     event_id,
-                    json.dumps(request) if request is not None else None,
+                    stored,
                     content_hash,
                     iso(now),
                     os.getpid(),
@@ -312,10 +317,13 @@ class Store:
         """Refuse an intent from a writer that lost its lease: nothing to check with one process per
         SQLite file; the PostgreSQL store checks the writer's epoch here."""
 
-    def record_success(self, intent: Intent, *, state: EventState, http_status: int | None, now: datetime, resolve: bool = True) -> None:
+    def record_success(
+        self, intent: Intent, *, state: EventState, http_status: int | None, now: datetime, resolve: bool = True, payload_text: str | None = None
+    ) -> None:
+        """`payload_text`: the JSON of `state.payload`, if the caller has it (see write_intent)."""
         with self._call_transaction() as db:
             self._close_intent(db, intent, outcome="ok", http_status=http_status, event_id=state.event_id, message=None, now=now, state_hash=state.state_hash)
-            self._put_event(db, intent.remote_id, state, now)
+            self._put_event(db, intent.remote_id, state, now, payload_text)
             if resolve:
                 self._resolve_failures(db, intent.remote_id, now)
 
@@ -362,7 +370,11 @@ class Store:
             ],
         )
 
-    def _put_event(self, db: Runner, remote_id: str, state: EventState, now: datetime) -> None:
+    def _put_event(self, db: Runner, remote_id: str, state: EventState, now: datetime, payload_text: str | None = None) -> None:
+        payload = None
+        if state.payload is not None:
+            masked = self.redactor.data(state.payload)
+            payload = payload_text if payload_text is not None and masked == state.payload else json.dumps(masked)
         db.execute(
             """INSERT INTO events(remote_id, event_id, status, payload, mutable_hash, fixed_hash, starts_at_utc, ends_at_utc,
                                   first_synced_at, last_synced_at, source_updated_at)
@@ -377,7 +389,7 @@ class Store:
                 "remote_id": remote_id,
                 "event_id": state.event_id,
                 "status": state.status,
-                "payload": json.dumps(self.redactor.data(state.payload)) if state.payload is not None else None,
+                "payload": payload,
                 "mutable_hash": state.mutable_hash,
                 "fixed_hash": state.fixed_hash,
                 "starts": iso(state.starts_at_utc),
