@@ -31,6 +31,19 @@ FAST_RETRY = {
 }
 
 
+# A valid create body and its update body, as the Jobylon client sends them.
+CREATE_BODY: dict[str, Any] = {
+    "title": "t",
+    "description": "",
+    "duration": 30,
+    "start_time": "2030-01-01T10:00:00",
+    "timezone": "Europe/Stockholm",
+    "organizer": "recruiter@acme.example",
+    "participants": [1001],
+}
+UPDATE_BODY = {k: CREATE_BODY[k] for k in ("title", "description", "duration", "start_time", "timezone")}
+
+
 def item(remote_id: str, *, days: int = 3, hour: int = 10, minutes: int = 60, apps=(1001,), **changes: Any) -> dict[str, Any]:
     """A valid raw source item in the default mapping's shape."""
     day = date.today() + timedelta(days=days)

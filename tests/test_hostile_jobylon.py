@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from conftest import CREATE_BODY, UPDATE_BODY
 
 from connector.config import load_settings
 from connector.errors import AuthError, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
@@ -21,16 +22,7 @@ from connector.redact import MASK, Redactor
 
 KEY = "hostile-SECRET-key-0123456789abcdefXYZ"
 MIB = 1 << 20  # the cap on what is read of any answer
-BODY = {
-    "title": "t",
-    "description": "",
-    "duration": 30,
-    "start_time": "2030-01-01T10:00:00",
-    "timezone": "Europe/Stockholm",
-    "organizer": "recruiter@acme.example",
-    "participants": [1001],
-}
-UPDATE = {k: BODY[k] for k in ("title", "description", "duration", "start_time", "timezone")}
+BODY, UPDATE = CREATE_BODY, UPDATE_BODY
 CALLS: dict[str, Callable[[JobylonClient], Any]] = {
     "create": lambda c: c.create(BODY),
     "update": lambda c: c.update(5, UPDATE),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import requests
-from conftest import invoke_cli, item, run_cli
+from conftest import CREATE_BODY, invoke_cli, item, run_cli
 
 from connector.alerts import Observation, conditions
 from connector.config import AlertsConfig
@@ -15,15 +15,7 @@ from connector.sandbox.directory import OTHER_APP_ID, OTHER_APP_KEY
 
 def _foreign_event(sandbox) -> int:
     """An event another partner made: this partner may not change it (Jobylon answers 403)."""
-    body = {
-        "title": "Theirs",
-        "description": "",
-        "duration": 30,
-        "start_time": "2030-01-01T10:00:00",
-        "timezone": "Europe/Stockholm",
-        "organizer": "recruiter@acme.example",
-        "participants": [1001],
-    }
+    body = {**CREATE_BODY, "title": "Theirs"}
     answer = requests.post(sandbox.url + "/p1/events/", json=body, headers={"X-App-Id": OTHER_APP_ID, "X-App-Key": OTHER_APP_KEY}, timeout=5)
     assert answer.status_code == 201, answer.text
     return int(answer.json()["id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import CREATE_BODY, UPDATE_BODY
 
 from connector.config import load_settings
 from connector.errors import AuthError, InDoubtError, NotFoundError, PermanentError, TransientError
@@ -12,16 +13,7 @@ from connector.jobylon import JobylonClient
 from connector.retry import RateLimiter, parse_retry_after
 from connector.sandbox.directory import DEMO_APP_ID, DEMO_APP_KEY
 
-BODY = {
-    "title": "t",
-    "description": "",
-    "duration": 30,
-    "start_time": "2030-01-01T10:00:00",
-    "timezone": "Europe/Stockholm",
-    "organizer": "recruiter@acme.example",
-    "participants": [1001],
-}
-UPDATE = {k: BODY[k] for k in ("title", "description", "duration", "start_time", "timezone")}
+BODY, UPDATE = CREATE_BODY, UPDATE_BODY
 
 
 def client(url, key=DEMO_APP_KEY, **retry):
