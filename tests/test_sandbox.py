@@ -387,6 +387,9 @@ def test_constant_latency(api, sandbox):
     started = time.monotonic()
     assert post(api, GOOD).status_code == 201
     assert time.monotonic() - started >= 0.06
+    entry = sandbox.requests_log()[-1]
+    # the answer leaves latency_ms after the request came in, its own work counted in that time
+    assert 0.06 <= entry["at"] - entry["received_at"] < 0.06 + 0.015
     sandbox.set_faults(latency_ms=0)
 
 

@@ -18,6 +18,9 @@ Control routes (no auth, never faulted, never logged), for tests, benchmarks and
 
 Order of checks on an API request: route (404) -> credentials (403) -> fault -> method (405) ->
 Content-Type and JSON (400) -> event lookup (404 / 403) -> field validation (400) -> effect.
+`latency_ms` is the time from a request's arrival to its answer, the sandbox's own work inside it
+(as a server's latency is measured), so a benchmark's bound C*1000/L holds for the stand-in; a
+`latency` fault adds its spike on top.
 Pure standard library; one lock guards all state; per-request work is O(1) in the number of events.
 """
 
@@ -59,7 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "JobylonSandbox/1.0"
     sys_version = ""
-    disable_nagle_algorithm = True  # one response is two writes; Nagle + delayed ACK would add 40 ms to each
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # status line, headers and body leave in one write (handle_one_request flushes)
     timeout = 120  # an idle keep-alive connection is closed after this long
     server: _HTTPServer
 
@@ -126,6 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         return (self.rfile.read(size) if size else b""), None
 
     def _dispatch(self) -> None:
+        received = time.time()
         method = self.command
         path = self.path.split("?", 1)[0]
         raw, problem = self._read_body()
@@ -140,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(method, path, raw)
             return
         try:
-            self._api(method, path, raw)
+            self._api(method, path, raw, received)
         except (ConnectionError, TimeoutError):
             raise
         except Exception:  # a sandbox bug: say so on stderr, answer 500, keep serving
@@ -150,48 +155,51 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the API
 
-    def _api(self, method: str, path: str, raw: bytes) -> None:
-        received = time.time()
+    def _api(self, method: str, path: str, raw: bytes, received: float) -> None:
         sandbox = self.server.sandbox
         state = sandbox.state
         client = self.headers.get("User-Agent", "")[:200]  # which connector process sent it
-        latency = state.faults["latency_ms"]
-        if latency:
-            time.sleep(latency / 1000)
+        due = received + state.faults["latency_ms"] / 1000
+
+        def answer(status: int | None, fault: str | None, body: Any = None, headers: dict[str, str] | None = None) -> None:
+            """Record and send (or drop, status None) once the request is `latency_ms` old."""
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            state.record(method, path, status, fault, received, client=client)
+            if status is None:
+                self._drop()
+            else:
+                self._send(status, body, headers)
+
         route = sandbox.route(path)
         if route is None:
-            state.record(method, path, 404, None, received, client=client)
-            self._send(404, {"detail": NOT_FOUND})
+            answer(404, None, {"detail": NOT_FOUND})
             return
         app_id, app_key = self.headers.get("X-App-Id"), self.headers.get("X-App-Key")
         partner = _partner(app_id, app_key)
         if partner is None:
-            state.record(method, path, 403, None, received, client=client)
-            self._send(403, {"detail": AUTH_MISSING if not app_id or not app_key else AUTH_INVALID})
+            answer(403, None, {"detail": AUTH_MISSING if not app_id or not app_key else AUTH_INVALID})
             return
         fault = state.pick_fault(method)
         kind = fault["fault"] if fault else None
         if kind in ("429", "503"):
             retry_after = fault.get("retry_after", state.faults["retry_after_seconds"])  # type: ignore[union-attr]
             detail = f"Request was throttled. Expected available in {retry_after} seconds." if kind == "429" else "Service temporarily unavailable."
-            state.record(method, path, int(kind), kind, received, client=client)
-            self._send(int(kind), {"detail": detail}, {"Retry-After": str(retry_after)})
+            answer(int(kind), kind, {"detail": detail}, {"Retry-After": str(retry_after)})
             return
         if kind == "500":
-            state.record(method, path, 500, kind, received, client=client)
-            self._send(500, {"detail": "Internal server error."})
+            answer(500, kind, {"detail": "Internal server error."})
             return
         if kind == "drop":
-            state.record(method, path, None, kind, received, client=client)
-            self._drop()
+            answer(None, kind)
             return
         if kind == "latency":
-            time.sleep(float(fault.get("spike_ms", state.faults["spike_ms"])) / 1000)  # type: ignore[union-attr]
-        status, answer, headers = self._handle(sandbox, route, method, partner, raw)
+            due += float(fault.get("spike_ms", state.faults["spike_ms"])) / 1000  # type: ignore[union-attr]
+        status, body, headers = self._handle(sandbox, route, method, partner, raw)
         if kind == "apply_then_500":
-            status, answer, headers = 500, {"detail": "Internal server error."}, None
-        state.record(method, path, status, kind, received, client=client)
-        self._send(status, answer, headers)
+            status, body, headers = 500, {"detail": "Internal server error."}, None
+        answer(status, kind, body, headers)
 
     def _handle(
         self, sandbox: SandboxServer, route: tuple[str, int | None], method: str, partner: Partner, raw: bytes
