@@ -93,10 +93,36 @@ def test_typed_errors(sandbox):
 def test_rate_limiter_spaces_calls_evenly():
     clock = [0.0]
     slept = []
-    limiter = RateLimiter(10, clock=lambda: clock[0], sleep=slept.append)
+    limiter = RateLimiter(10, clock=lambda: clock[0], sleep=slept.append)  # a burst of 50 ms is under one call
     for _ in range(5):
         limiter.acquire()
     assert slept == pytest.approx([0.1, 0.2, 0.3, 0.4])
+
+
+def test_rate_limiter_lets_a_short_burst_through_then_paces():
+    clock = [0.0]
+    slept: list[float] = []
+    limiter = RateLimiter(100, clock=lambda: clock[0], sleep=slept.append)  # 50 ms at 100/s: 5 at once
+    for _ in range(7):
+        limiter.acquire()
+    assert slept == pytest.approx([0.01, 0.02])  # the 6th and 7th are paced, 10 ms apart from the 5th's slot
+
+
+def test_rate_limiter_never_lets_more_than_the_rate_into_a_second():
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += max(seconds, 1e-6)  # as a real sleep, never less than a microsecond
+
+    limiter = RateLimiter(100, clock=lambda: clock[0], sleep=sleep)
+    sent = []
+    for _ in range(450):
+        limiter.acquire()
+        sent.append(clock[0])
+        clock[0] += 0.0005  # callers come back at once, far faster than the rate
+    for start in sent:
+        assert sum(1 for t in sent if start <= t < start + 1.0) <= 100
+    assert sent[-1] - sent[0] == pytest.approx(450 / 100, abs=0.2)  # and the rate itself is kept
 
 
 def test_parse_retry_after():
