@@ -126,6 +126,18 @@ class Timed:
     cpu_s: float = -1.0
 
 
+def byte_compile(*checkouts: str | Path | None) -> None:
+    """Write the .pyc files of the connector in each checkout (this one when none is given), as
+    `pip install` does for an installed copy. An editable checkout run with PYTHONDONTWRITEBYTECODE
+    set (as on this project's machines) would otherwise compile every module from source at each
+    start, about 80 ms that no partner's installed connector spends."""
+    import compileall
+
+    for checkout in checkouts or (ROOT,):
+        if checkout is not None:
+            compileall.compile_dir(str(Path(checkout) / "connector"), quiet=1)
+
+
 def run_process(command: list[str], *, capture_stdout: bool = False, pythonpath: str | None = None) -> Timed:
     """Run `command` to its end, timed from outside as a partner's cron would see it.
 
