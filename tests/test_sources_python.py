@@ -50,6 +50,12 @@ def a_dict(config, cursor):
     return {"id": "A"}
 
 
+def leaky(config, cursor):
+    """A plugin whose error and items quote its credentials, as careless code does."""
+    yield {"id": "L1", "title": "key " + config.options["auth"]["api_token"]}
+    raise RuntimeError(f"login refused for {config.options['client_secret']} (sort key {config.options['sort_key']})")
+
+
 NOT_CALLABLE = 3
 '''
 
@@ -151,5 +157,35 @@ def test_an_exception_in_the_plugin_is_one_line_in_normal_output_and_a_traceback
         verbose = run_cli("--config", str(config), "-v", "sync", env=env)
         assert verbose.returncode == 1
         assert "Traceback (most recent call last)" in verbose.stderr and 'raise ValueError("the partner' in verbose.stderr
+    finally:
+        h.close()
+
+
+PLUGIN_TOKEN, PLUGIN_SECRET = "plugin-token-SECRET-41c9", "client-secret-SECRET-9d2e"
+
+
+def test_credentials_in_the_plugins_options_are_masked_like_any_secret(plugin, tmp_path, sandbox):
+    name, folder = plugin
+    h = Harness(tmp_path, sandbox)
+    options = {"auth": {"api_token": PLUGIN_TOKEN}, "client_secret": PLUGIN_SECRET, "sort_key": "updated_at"}
+    h.data["source"] = {"kind": "python", "callable": f"{name}:leaky", "options": options}
+    try:
+        config = h.config_file()
+        env = {"PYTHONPATH": str(folder)}
+        outputs = []
+        for args in (["-v", "sync"], ["--log-format", "json", "-v", "sync"], ["failures", "list", "--all", "--json"], ["status"]):
+            result = run_cli("--config", str(config), *args, env=env)
+            outputs += [result.stdout, result.stderr]
+        text = "\n".join(outputs)
+        assert "login refused for **********" in text  # the error is shown, its secret masked
+        assert "sort key updated_at" in text  # sort_key is no credential: its value is kept
+        for secret in (PLUGIN_TOKEN, PLUGIN_SECRET):
+            assert secret not in text, secret
+            for path in h.settings.state.path.parent.iterdir():
+                assert secret.encode() not in path.read_bytes(), (path, secret)
+        os.chmod(config, 0o644)
+        warned = run_cli("--config", str(config), "sync", env=env).stderr
+        assert "source.options.auth.api_token" in warned and "source.options.client_secret" in warned
+        assert "sort_key" not in warned
     finally:
         h.close()

@@ -16,7 +16,18 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from connector.config.mapping import MERGE_ACCOUNT_HEADER, MappingConfig
 from connector.config.sections import AlertsConfig, JobylonConfig, ObservabilityConfig, RetryConfig, StateConfig, SyncConfig, WebhooksConfig
-from connector.config.sources import BasicAuth, BearerAuth, CsvLookupConfig, HttpSourceConfig, SourceConfig, SqlLookupConfig, SqlSourceConfig
+from connector.config.sources import (
+    SECRET_OPTION,
+    BasicAuth,
+    BearerAuth,
+    CsvLookupConfig,
+    HttpSourceConfig,
+    PythonSourceConfig,
+    SourceConfig,
+    SqlLookupConfig,
+    SqlSourceConfig,
+    secret_options,
+)
 from connector.config.values import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, ENV_PREFIX, MAX_CONFIG_BYTES, _first_line, _shown_input, log, url_passwords
 from connector.errors import ConfigError
 
@@ -89,6 +100,8 @@ class Settings(BaseSettings):
             )
             if isinstance(auth, BasicAuth) and not auth.password.get_secret_value():
                 values.append(auth.username)  # an API key sent as the user name (Greenhouse): a secret
+        if isinstance(self.source, PythonSourceConfig):
+            values += [value for _, value in secret_options(self.source.options)]
         if isinstance(self.source, HttpSourceConfig) and self.source.preset == "merge":
             values.append(self.source.headers.get(MERGE_ACCOUNT_HEADER, ""))  # identifies the customer's account
         databases: list[tuple[str | None, SecretStr | None]] = [
@@ -269,7 +282,8 @@ def _secret_paths(data: Any, path: tuple[str, ...] = ()) -> list[str]:
             here = (*path, str(key))
             lookup_password = len(here) == 4 and here[:2] == ("mapping", "lookups") and here[-1] == "password"
             url_password = here[-1] == "url" and isinstance(value, str) and bool(url_passwords(value))
-            if value and ((len(here) >= 2 and here[-2:] in SECRET_KEYS) or lookup_password or url_password):
+            plugin_secret = here[:2] == ("source", "options") and isinstance(value, str) and bool(SECRET_OPTION.match(here[-1]))
+            if value and ((len(here) >= 2 and here[-2:] in SECRET_KEYS) or lookup_password or url_password or plugin_secret):
                 found.append(".".join(here))
             found += _secret_paths(value, here)
     return found

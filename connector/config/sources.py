@@ -170,6 +170,29 @@ class HttpSourceConfig(Section):
 
 
 _SQL_URL = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*(\+[A-Za-z0-9_.]+)?://")
+# A plugin's own options: a value under a key named like a credential is a secret (masked wherever it
+# could be echoed): token, password, passwd, secret, api_key, access_key, private_key, secret_key (with or
+# without the underscore), or a name ending in "_" and one of them (client_secret, refresh_token). Not any
+# "_key": a sort_key's value would then be masked in every log line and stored request that holds it.
+SECRET_OPTION = re.compile(r"^(?:.*_)?(?:token|password|passwd|secret|api_?key|access_?key|private_?key|secret_?key)$", re.IGNORECASE)
+
+
+def secret_options(options: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """(path, value) of every string under a secret-looking key of `options`, nested tables and lists included."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    if isinstance(options, dict):
+        for key, value in options.items():
+            here = (*path, str(key))
+            if isinstance(value, str) and SECRET_OPTION.match(str(key)):
+                found.append((here, value))
+            else:
+                found += secret_options(value, here)
+    elif isinstance(options, list):
+        for index, value in enumerate(options):
+            found += secret_options(value, (*path, str(index)))
+    return found
+
+
 _PLUGIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -217,7 +240,7 @@ class PythonSourceConfig(Section):
 
     kind: Literal["python"]
     callable: str
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # values under credential-like keys are secrets (SECRET_OPTION)
     incremental: bool = True  # the function honours the cursor (false: it is always called with None)
     since_overlap_seconds: float = Field(300, ge=0)
 
