@@ -120,7 +120,7 @@ def _column(header: list[str], wanted: str | None, default: int, where: str, rol
 def _sql_table(name: str, config: SqlLookupConfig, source: SqlSourceConfig | None) -> dict[str, Any]:
     from sqlalchemy.exc import SQLAlchemyError  # only when a SQL lookup is configured
 
-    from connector.sources.sql import database_problem, masked_url, open_database, plain, statement
+    from connector.sources.sql import QueryTimedOut, database_problem, deadline, masked_url, open_database, plain, statement
 
     url = config.url or (source.url if source is not None else None)
     if url is None:  # refused at load already; kept for the type checker
@@ -128,15 +128,18 @@ def _sql_table(name: str, config: SqlLookupConfig, source: SqlSourceConfig | Non
     secret = config.password or (source.password if source is not None and config.url is None else None)
     password = secret.get_secret_value() if secret else None
     where = f"lookup {name}: {masked_url(url)}"
-    engine = open_database(url, password, where)
+    timeout = config.timeout_seconds
+    engine = open_database(url, password, where, timeout=timeout)
     table: dict[str, Any] = {}
     try:
-        with engine.connect() as connection:
+        with engine.connect() as connection, deadline(connection, timeout, "the query"):
             result = connection.execution_options(stream_results=True, yield_per=5000).execute(statement(config.query, since=False))
             if len(result.keys()) < 2:
                 raise SourceError(f"{where}: the query returns {len(result.keys())} column(s); a lookup needs key, value")
             for row in result:
                 _add(table, plain(row[0]), plain(row[1]))
+    except QueryTimedOut as exc:
+        raise SourceError(f"{where}: {exc} (timeout_seconds = {timeout:g} in [mapping.lookups.{name}]); make it faster or raise the setting") from None
     except SQLAlchemyError as exc:
         raise SourceError(f"{where}: the query failed ({database_problem(exc, url, password)})") from None
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -352,3 +353,42 @@ def test_postgresql_wrong_password_names_the_server_never_the_password(pg_url):
         fetch(settings)
     message = str(caught.value)
     assert "pw-never-shown-42" not in message and "no_such_database_here" in message and "the query failed" in message
+
+
+SLOW_SQLITE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) AS id FROM c"
+
+
+def test_a_query_that_runs_too_long_is_cancelled_naming_the_setting(tmp_path):
+    db = sqlite_db(tmp_path / "hr.db", [row("A")])
+    settings = sql_settings(f"sqlite:///{db}", SLOW_SQLITE, json_columns=[], timeout_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        fetch(settings)
+    assert time.monotonic() - started < 10  # the count alone runs for minutes
+    assert "the query ran longer than 0.5 s and was cancelled (source.timeout_seconds = 0.5)" in str(caught.value)
+    assert [i["id"] for i in fetch(sql_settings(f"sqlite:///{db}", json_columns=[], timeout_seconds=0.5)).items] == ["A"]  # a quick one is untouched
+
+
+def test_a_lookup_query_that_runs_too_long_is_cancelled(tmp_path):
+    from connector.lookups import load_lookups
+
+    db = sqlite_db(tmp_path / "hr.db", [row("A")])
+    settings = load_settings(
+        data={
+            "jobylon": JOBYLON,
+            "source": {"kind": "sql", "url": f"sqlite:///{db}", "query": QUERY},
+            "mapping": {**MAPPING, "lookups": {"slow": {"kind": "sql", "query": SLOW_SQLITE.replace("count(*) AS id", "count(*) AS k, 1 AS v"), "timeout_seconds": 0.5}}},
+        }
+    )
+    with pytest.raises(SourceError) as caught:
+        load_lookups(settings)
+    assert "lookup slow" in str(caught.value) and "timeout_seconds = 0.5 in [mapping.lookups.slow]" in str(caught.value)
+
+
+def test_a_postgresql_query_that_runs_too_long_is_cancelled_on_the_server(pg_url):
+    settings = load_settings(data={"jobylon": JOBYLON, "source": {"kind": "sql", "url": pg_url, "query": "SELECT pg_sleep(30) AS id", "timeout_seconds": 0.5}})
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        fetch(settings)
+    assert time.monotonic() - started < 10
+    assert "ran longer than 0.5 s and was cancelled" in str(caught.value)

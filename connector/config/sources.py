@@ -208,6 +208,7 @@ class SqlSourceConfig(Section):
     json_columns: list[str] = []  # text columns holding JSON (SQLite, MySQL TEXT): decoded for the mapping
     batch_size: int = Field(1000, ge=1)  # rows fetched from the server at a time
     since_overlap_seconds: float = Field(300, ge=0)
+    timeout_seconds: float = Field(300, gt=0)  # the query (and its rows) take at most this long, else it is cancelled
 
     @property
     def incremental_capable(self) -> bool:
@@ -284,6 +285,7 @@ class SqlLookupConfig(Section):
     url: str | None = None
     password: SecretStr | None = None
     query: str
+    timeout_seconds: float = Field(60, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -21,6 +21,12 @@ once. JSON and JSONB columns the driver decodes itself (PostgreSQL) arrive as di
 The password (in the URL or in `source.password`) never appears in a message: URLs are shown with
 it masked, and the config's secrets are masked in every log line and stored error besides.
 
+A query that runs longer than `source.timeout_seconds` (default 300) is cancelled through its driver
+(`interrupt()` for SQLite, `cancel()` for psycopg; a driver with neither has its connection closed)
+and the fetch fails naming the setting: a partner database that hangs never holds the pass, and the
+pass lock with it, forever. PostgreSQL connections also give up connecting after that long (at most
+30 s).
+
 The same connection helpers serve the SQL lookup tables (`connector.lookups`).
 """
 
@@ -30,8 +36,10 @@ import json
 import logging
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, SupportsIndex, overload
@@ -68,7 +76,7 @@ def _without_secrets(text: str, url: str, password: str | None) -> str:
     return text
 
 
-def open_database(url: str, password: str | None, where: str) -> Engine:
+def open_database(url: str, password: str | None, where: str, *, timeout: float = 300) -> Engine:
     """An SQLAlchemy engine for the partner's database (no pool: a connection per fetch, so a
     connection the server dropped between polls is never reused). Opening connects to nothing."""
     try:
@@ -79,7 +87,8 @@ def open_database(url: str, password: str | None, where: str) -> Engine:
             # SQLite would create an empty file where a wrong path points: refuse instead
             if not os.path.isfile(parsed.database or ""):
                 raise SourceError(f"{where}: the SQLite file {parsed.database} does not exist")
-        return sqlalchemy.create_engine(parsed, poolclass=NullPool)
+        connect_args = {"connect_timeout": max(1, int(min(timeout, 30)))} if parsed.get_backend_name() == "postgresql" else {}
+        return sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
     except SourceError:
         raise
     except NoSuchModuleError:
@@ -92,6 +101,40 @@ def open_database(url: str, password: str | None, where: str) -> Engine:
         ) from None
     except (ArgumentError, ValueError) as exc:
         raise SourceError(f"{where}: not a usable database URL ({_without_secrets(_first_line(exc), url, password)})") from None
+
+
+class QueryTimedOut(Exception):
+    pass
+
+
+@contextmanager
+def deadline(connection: sqlalchemy.Connection, seconds: float, what: str) -> Iterator[None]:
+    """Cancel what runs on `connection` once `seconds` have passed; the error raised then says so."""
+    raw = connection.connection.dbapi_connection
+    fired = threading.Event()
+
+    def cancel() -> None:
+        fired.set()
+        for name in ("interrupt", "cancel", "close"):  # SQLite, psycopg, anything else
+            method = getattr(raw, name, None)
+            if callable(method):
+                try:
+                    method()
+                except Exception:  # the query may just have ended: nothing to cancel
+                    log.debug("cancelling %s: %s() failed", what, name, exc_info=True)
+                return
+
+    timer = threading.Timer(seconds, cancel)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except Exception as exc:
+        if fired.is_set():
+            raise QueryTimedOut(f"{what} ran longer than {seconds:g} s and was cancelled") from exc
+        raise
+    finally:
+        timer.cancel()
 
 
 def statement(query: str, *, since: bool) -> sqlalchemy.TextClause:
@@ -174,15 +217,17 @@ class SqlSource:
         if config.incremental_capable:
             params[SINCE_BIND] = _moment(since, self.where) if incremental else None
         if self._engine is None:
-            self._engine = open_database(config.url, password, self.where)
+            self._engine = open_database(config.url, password, self.where, timeout=config.timeout_seconds)
         clause = statement(config.query, since=config.incremental_capable)
         try:
-            with self._engine.connect() as connection:
+            with self._engine.connect() as connection, deadline(connection, config.timeout_seconds, "the query"):
                 result = connection.execution_options(stream_results=True, yield_per=config.batch_size).execute(clause, params)
                 keys = list(result.keys())
                 rows = RowList(self._converter(keys))
                 for partition in result.partitions():
                     rows.extend(tuple(row) for row in partition)
+        except QueryTimedOut as exc:
+            raise SourceError(f"{self.where}: {exc} (source.timeout_seconds = {config.timeout_seconds:g}); make it faster or raise the setting") from None
         except SQLAlchemyError as exc:
             raise SourceError(f"{self.where}: the query failed ({database_problem(exc, config.url, password)})") from None
         log.debug("%s: %d row(s)%s", self.where, len(rows), f" changed since {since}" if incremental else "")
