@@ -25,8 +25,9 @@ from sqlite_utils import Database
 from connector.errors import StateError
 from connector.redact import Redactor
 from connector.store.file import explain
+from connector.store.operators import failure_filter
 from connector.store.records import FailureRow, OperationRow, RunRow
-from connector.store.sqlite import Store, failure_filter
+from connector.store.sqlite import Store
 
 PAGE = 50  # rows per page of the runs and failures lists
 MAX_PAGE = 500
