@@ -377,7 +377,10 @@ def test_a_lookup_query_that_runs_too_long_is_cancelled(tmp_path):
         data={
             "jobylon": JOBYLON,
             "source": {"kind": "sql", "url": f"sqlite:///{db}", "query": QUERY},
-            "mapping": {**MAPPING, "lookups": {"slow": {"kind": "sql", "query": SLOW_SQLITE.replace("count(*) AS id", "count(*) AS k, 1 AS v"), "timeout_seconds": 0.5}}},
+            "mapping": {
+                **MAPPING,
+                "lookups": {"slow": {"kind": "sql", "query": SLOW_SQLITE.replace("count(*) AS id", "count(*) AS k, 1 AS v"), "timeout_seconds": 0.5}},
+            },
         }
     )
     with pytest.raises(SourceError) as caught:
