@@ -64,7 +64,7 @@ def test_a_delivery_is_stored_with_its_rsvps_and_video_link(receiver):
         participants=[{"id": 1001, "rsvp": "accepted"}, {"id": 1002, "rsvp": "no rsvp"}, {"id": 1003, "rsvp": "declined"}],
     )
     answer = post(service, body)
-    assert answer.status_code == 200 and answer.json() == {"stored": True, "duplicate": False}
+    assert answer.status_code == 200 and answer.json() == {"stored": True, "duplicate": False, "stale": False}
     tables = WebhookStore(h.store)
     row = tables.event(41)
     assert (row.status, row.video_link, row.participant_ids) == ("invited", "https://meet.example/41", [1001, 1002, 1003])
@@ -86,7 +86,7 @@ def test_a_duplicate_delivery_changes_nothing(receiver):
     assert post(service, body).json()["stored"] is True
     before = WebhookStore(h.store).event(7)
     answer = post(service, body)
-    assert answer.status_code == 200 and answer.json() == {"stored": False, "duplicate": True}
+    assert answer.status_code == 200 and answer.json() == {"stored": False, "duplicate": True, "stale": False}
     assert WebhookStore(h.store).event(7) == before
     body["calendar_event"]["participants"][0]["rsvp"] = "accepted"
     assert post(service, body).json()["stored"] is True

@@ -250,11 +250,16 @@ def test_a_late_redelivery_of_an_earlier_state_we_sent_is_no_drift_and_a_state_w
         (updated,) = h.jobylon_events()
         assert (created["title"], updated["title"]) == ("Interview R1 v0", "Interview R1 v1")
 
-        deliver(as_delivery(updated))  # the update's delivery first,
-        deliver(as_delivery(created))  # then the create's, lost once and retried later
+        accepted = as_delivery(updated)
+        accepted["calendar_event"]["participants"][0]["rsvp"] = "accepted"
+        deliver(accepted)  # the update's delivery first, with the candidate's answer,
+        late = requests.post(service.url, json=as_delivery(created), auth=(USER, PASSWORD), timeout=10)
+        assert late.ok and late.json() == {"stored": False, "duplicate": False, "stale": True}  # then the create's, retried late
         assert h.store.failures() == []
-        row = WebhookStore(h.store).event(created["id"])
-        assert (row.title, row.settled_as, row.remote_id) == ("Interview R1 v0", "mapped", "R1")
+        tables = WebhookStore(h.store)
+        row = tables.event(created["id"])
+        assert (row.title, row.settled_as, row.remote_id) == ("Interview R1 v1", "mapped", "R1")  # the newer state kept,
+        assert [r.rsvp for r in tables.rsvps(created["id"])] == ["accepted"]  # and the answer not rolled back
 
         deliver(as_delivery({**updated, "title": "Renamed inside Jobylon"}))  # a state we never sent
         (drift,) = h.store.failures(kind="drift")

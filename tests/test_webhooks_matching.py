@@ -107,6 +107,18 @@ def test_a_state_our_recent_calls_left_is_no_drift():
     assert state_hash(event(title="v1").fields()) == state_hash(older)
 
 
+def test_a_late_redelivery_is_an_older_state_of_ours_never_the_current_one_or_a_cancellation():
+    item = Item("R1", "synced", 7, {**BODY, "title": "v2"})
+    recent = [state_hash({**BODY, "title": "v2"}), state_hash({**BODY, "title": "v1"})]
+    assert matching.late_redelivery(event(title="v1"), item, recent)
+    assert not matching.late_redelivery(event(title="v2"), item, recent)  # the current state: an RSVP may have changed
+    assert not matching.late_redelivery(event(title="v0"), item, recent)  # never ours: drift, stored
+    assert not matching.late_redelivery(event(title="v1", status="canceled"), item, recent)
+    assert not matching.late_redelivery(event(title="v1"), Item("R1", "detached", 7, {**BODY, "title": "v2"}), recent)
+    assert not matching.late_redelivery(event(title="v1"), Item("R1", "synced", 8, {**BODY, "title": "v2"}), recent)  # another event
+    assert not matching.late_redelivery(event(title="v1"), None, recent)
+
+
 @pytest.mark.parametrize(
     ("kind", "on_drift", "repair"),
     [

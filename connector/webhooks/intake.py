@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from connector.clock import iso, utcnow
 from connector.config import Settings
@@ -103,6 +103,9 @@ class Settled:
     drift: list[str] = field(default_factory=list)
 
 
+Received = Literal["stored", "duplicate", "stale"]
+
+
 class Intake:
     def __init__(self, settings: Settings, store: Store, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
@@ -112,17 +115,26 @@ class Intake:
         self.clock = clock
         self._lock = threading.Lock()  # one settle at a time: decide and apply must see the same state
 
-    def receive(self, event: CalendarEvent) -> bool:
-        """Store the event (durably: the caller answers 2xx after this), then settle it. False for a
-        duplicate delivery, which changes nothing. A failure to settle leaves the delivery stored as
-        `received`, settled by the next `settle_pending`."""
+    def receive(self, event: CalendarEvent) -> Received:
+        """Store the event (durably: the caller answers 2xx after this), then settle it. A duplicate
+        delivery, or a late one of an older state of ours (`matching.late_redelivery`), changes
+        nothing: the newer state and its RSVPs stay. A failure to settle leaves the delivery stored
+        as `received`, settled by the next `settle_pending`."""
+        if self._late_redelivery(event):
+            return "stale"
         if not self.tables.record_event(to_record(event), self.clock()):
-            return False
+            return "duplicate"
         try:
             self.settle(event)
         except Exception:
             log.exception("calendar_event %d stored, settling it failed; it is tried again later", event.event_id)
-        return True
+        return "stored"
+
+    def _late_redelivery(self, event: CalendarEvent) -> bool:
+        item = _item(self.tables.holder(event.event_id))
+        if item is None or self.tables.event(event.event_id) is None:
+            return False  # nothing newer stored to keep
+        return matching.late_redelivery(event, item, self.tables.recent_states(item.remote_id, event.event_id, matching.RECENT_STATES))
 
     def settle_pending(self) -> Settled:
         """Settle every delivery left unsettled (see the module docstring)."""

@@ -224,6 +224,16 @@ def drift(
     return Drift("changed", differ)
 
 
+def late_redelivery(event: CalendarEvent, item: Item | None, recent: Collection[str]) -> bool:
+    """Whether the delivery repeats an older state one of the item's own calls left in the event,
+    after a newer one: Jobylon retrying a lost delivery late. Stored, it would roll the event's
+    fields and RSVPs back to that older delivery's. A cancellation is never taken for one."""
+    if item is None or item.payload is None or item.event_id != event.event_id or item.status in ("detached", "deleted") or event.cancelled:
+        return False
+    seen = state_hash(event.fields())
+    return seen != state_hash(dict(item.payload)) and seen in recent
+
+
 def repair(found: Drift, on_drift: OnDrift) -> Literal["update", "recreate"] | None:
     """What the next pass does about the drift: a PUT, a delete + create, or nothing (reported)."""
     if on_drift == "report":

@@ -103,15 +103,20 @@ class ReceiverApp:
             return 400, {"detail": f"{exc}; nothing stored"}, {}
         if event is None:
             return 202, {"stored": False, "detail": "not a calendar_event delivery; ignored"}, {}
-        stored = self.intake.receive(event)
+        outcome = self.intake.receive(event)
+        said = {
+            "stored": "stored",
+            "duplicate": "duplicate delivery, nothing changed",
+            "stale": "a late delivery of an older state our calls left; the newer one kept",
+        }
         log.info(
             "calendar_event %d %s: %s",
             event.event_id,
             event.status,
-            "stored" if stored else "duplicate delivery, nothing changed",
-            extra={"event_id": event.event_id, "event": "webhook", "outcome": "stored" if stored else "duplicate"},
+            said[outcome],
+            extra={"event_id": event.event_id, "event": "webhook", "outcome": outcome},
         )
-        return 200, {"stored": stored, "duplicate": not stored}, {}
+        return 200, {"stored": outcome == "stored", "duplicate": outcome == "duplicate", "stale": outcome == "stale"}, {}
 
     def _allowed(self, address: str) -> bool:
         try:
