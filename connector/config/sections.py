@@ -9,7 +9,17 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from connector.config.values import _HEADER_NAME, _HEADER_NAME_RULE, Section, _check_crontab, _header_value, _refuse_characters, _stripped, _usable_path
+from connector.config.values import (
+    _HEADER_NAME,
+    _HEADER_NAME_RULE,
+    Section,
+    _basic_credential,
+    _check_crontab,
+    _header_value,
+    _listen_address,
+    _stripped,
+    _usable_path,
+)
 
 
 class JobylonConfig(Section):
@@ -108,10 +118,7 @@ class ObservabilityConfig(Section):
     @field_validator("metrics_host")
     @classmethod
     def _listen_address(cls, value: str) -> str:
-        try:
-            return str(ipaddress.ip_address(value.strip()))
-        except ValueError:
-            raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
+        return _listen_address(value)
 
     @field_validator("username", "password", mode="before")
     @classmethod
@@ -119,12 +126,7 @@ class ObservabilityConfig(Section):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if raw == "":
             return value  # none set (also the default, checked as the module loads)
-        value = _stripped(raw, f"observability.{info.field_name}")
-        if isinstance(value, str):
-            _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
-            if info.field_name == "username" and ":" in value:
-                raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
-        return value
+        return _basic_credential(raw, f"observability.{info.field_name}")
 
     @field_validator("password")
     @classmethod
@@ -188,10 +190,7 @@ class WebhooksConfig(Section):
     @field_validator("host")
     @classmethod
     def _listen_address(cls, value: str) -> str:
-        try:
-            return str(ipaddress.ip_address(value.strip()))
-        except ValueError:
-            raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
+        return _listen_address(value)
 
     @field_validator("path")
     @classmethod
@@ -203,13 +202,7 @@ class WebhooksConfig(Section):
     @field_validator("username", "password", mode="before")
     @classmethod
     def _basic_credential(cls, value: Any, info: ValidationInfo) -> Any:
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        value = _stripped(raw, f"webhooks.{info.field_name}")
-        if isinstance(value, str):
-            _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
-            if info.field_name == "username" and ":" in value:
-                raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
-        return value
+        return _basic_credential(value, f"webhooks.{info.field_name}")
 
     @field_validator("header_name", mode="before")
     @classmethod

@@ -13,10 +13,10 @@ from connector.config.values import (
     _HEADER_NAME,
     _HEADER_NAME_RULE,
     Section,
+    _basic_credential,
     _check_jmespath,
     _check_since_format,
     _header_value,
-    _refuse_characters,
     _stripped,
     _usable_path,
     log,
@@ -41,14 +41,7 @@ class BasicAuth(Section):
     @field_validator("username", "password", mode="before")
     @classmethod
     def _basic_credential(cls, value: Any, info: ValidationInfo) -> Any:
-        # Base64-encoded into the header, as Latin-1 (what requests does): more than visible ASCII fits.
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        value = _stripped(raw, f"source.auth.{info.field_name}")
-        if isinstance(value, str):
-            _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
-            if info.field_name == "username" and ":" in value:
-                raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
-        return value
+        return _basic_credential(value, f"source.auth.{info.field_name}")
 
 
 class HeaderAuth(Section):

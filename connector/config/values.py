@@ -4,6 +4,7 @@ under the key."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import unicodedata
@@ -128,6 +129,25 @@ def _refuse_characters(value: str, allowed: Any, what: str, offset: int = 0) -> 
         if not allowed(char):
             name = "a control character" if unicodedata.category(char) == "Cc" else unicodedata.name(char, "unnamed")
             raise ValueError(f"contains a character {what} cannot carry (U+{ord(char):04X} at position {offset + index + 1}: {name})")
+
+
+def _basic_credential(value: Any, key: str) -> Any:
+    """An HTTP Basic auth user name or password (`key` ends in the field's name): base64-encoded into
+    the header as Latin-1 (what requests does), so more than visible ASCII fits; a user name holds no ':'."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    value = _stripped(raw, key)
+    if isinstance(value, str):
+        _refuse_characters(value, lambda char: char.isprintable() and ord(char) < 0x100, "HTTP Basic auth", len(raw) - len(raw.lstrip()))
+        if key.endswith("username") and ":" in value:
+            raise ValueError("cannot contain ':' (Basic auth separates the user name from the password with it)")
+    return value
+
+
+def _listen_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
 
 
 def _header_value(value: Any, key: str, *, required: bool) -> Any:
