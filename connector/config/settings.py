@@ -17,7 +17,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from connector.config.mapping import MERGE_ACCOUNT_HEADER, MappingConfig
 from connector.config.sections import AlertsConfig, JobylonConfig, ObservabilityConfig, RetryConfig, StateConfig, SyncConfig, WebhooksConfig
 from connector.config.sources import (
-    SECRET_OPTION,
     BasicAuth,
     BearerAuth,
     CsvLookupConfig,
@@ -282,9 +281,10 @@ def _secret_paths(data: Any, path: tuple[str, ...] = ()) -> list[str]:
             here = (*path, str(key))
             lookup_password = len(here) == 4 and here[:2] == ("mapping", "lookups") and here[-1] == "password"
             url_password = here[-1] == "url" and isinstance(value, str) and bool(url_passwords(value))
-            plugin_secret = here[:2] == ("source", "options") and isinstance(value, str) and bool(SECRET_OPTION.match(here[-1]))
-            if value and ((len(here) >= 2 and here[-2:] in SECRET_KEYS) or lookup_password or url_password or plugin_secret):
+            if value and ((len(here) >= 2 and here[-2:] in SECRET_KEYS) or lookup_password or url_password):
                 found.append(".".join(here))
+            if here == ("source", "options"):  # a plugin's own table: the names of credentials (secret_options)
+                found += [".".join(where) for where, secret in secret_options(value, here) if secret]
             found += _secret_paths(value, here)
     return found
 
