@@ -20,6 +20,7 @@ import io
 import os
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -137,24 +138,13 @@ def read_answer(response: urllib3.BaseHTTPResponse, deadline: float, cap: int) -
     says, or BodyTooLarge / BodyTimeout / BodyBroken. The connection goes back to the pool when
     the body was read in full, else it is closed."""
     try:
-        declared = (response.headers.get("Content-Length") or "").strip()
-        if declared.isdigit() and int(declared) > cap:
-            raise BodyTooLarge(int(declared))
-        chunks: list[bytes] = []
-        total = 0
+        _refuse_declared(response.headers.get("Content-Length"), cap)
         try:
-            for chunk in response.stream(CHUNK, decode_content=True):
-                total += len(chunk)
-                if total > cap:
-                    raise BodyTooLarge(head=chunks[0] if chunks else chunk[:CHUNK])
-                if time.monotonic() > deadline:
-                    raise BodyTimeout()
-                chunks.append(chunk)
+            return _gather(response.stream(CHUNK, decode_content=True), deadline, cap)
         except urllib3.exceptions.ReadTimeoutError:
             raise BodyTimeout() from None
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError):
             raise BodyBroken() from None
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         response.close()  # a no-op for a connection already back in the pool, else it is not reused
         response.release_conn()
@@ -166,26 +156,36 @@ def read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
     BodyBroken if the connection breaks. The caller closes the response."""
     import requests
 
-    declared = response.headers.get("Content-Length", "").strip()
-    if declared.isdigit() and int(declared) > cap:
-        raise BodyTooLarge(int(declared))
-    chunks: list[bytes] = []
-    total = 0
+    _refuse_declared(response.headers.get("Content-Length"), cap)
     try:
-        for chunk in response.iter_content(CHUNK):
-            total += len(chunk)
-            if total > cap:
-                raise BodyTooLarge(head=chunks[0] if chunks else chunk[:CHUNK])
-            if time.monotonic() > deadline:
-                raise BodyTimeout()
-            chunks.append(chunk)
+        return _gather(response.iter_content(CHUNK), deadline, cap)
     except requests.ConnectionError as exc:
         if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
             raise BodyTimeout() from None
         raise BodyBroken() from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
         raise BodyBroken() from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _refuse_declared(content_length: str | None, cap: int) -> None:
+    declared = (content_length or "").strip()
+    if declared.isdigit() and int(declared) > cap:
+        raise BodyTooLarge(int(declared))
+
+
+def _gather(chunks: Iterable[bytes], deadline: float, cap: int) -> bytes:
+    """The chunks joined; BodyTooLarge past `cap` bytes (reading stops there), BodyTimeout past
+    `deadline`. What the transport raises while reading is the caller's to translate."""
+    kept: list[bytes] = []
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > cap:
+            raise BodyTooLarge(head=kept[0] if kept else chunk[:CHUNK])
+        if time.monotonic() > deadline:
+            raise BodyTimeout()
+        kept.append(chunk)
+    return kept[0] if len(kept) == 1 else b"".join(kept)
 
 
 class _DeadlineReader(io.RawIOBase):
