@@ -197,22 +197,30 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-class JsonServer:
-    """A partner API on 127.0.0.1 for source tests: `answer(query, headers)` -> (status, JSON body)."""
+class VendorServer:
+    """A partner's API on 127.0.0.1: `answer(path, query, headers, base_url)` -> (status, JSON body,
+    extra headers). Every request is kept in `requests` (path, query, headers)."""
 
     def __init__(self, answer: Any) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import parse_qs, urlsplit
 
+        outer = self
+        self.requests: list[dict[str, Any]] = []
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                status, document = answer(query, self.headers)
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                outer.requests.append({"path": parts.path, "query": query, "headers": dict(self.headers)})
+                status, document, headers = answer(parts.path, query, self.headers, outer.base)
                 body = json.dumps(document).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -221,12 +229,21 @@ class JsonServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/interviews"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class JsonServer(VendorServer):
+    """A partner API on 127.0.0.1 for source tests: `answer(query, headers)` -> (status, JSON body),
+    at `url` (`/interviews`)."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__(lambda path, query, headers, base: (*answer(query, headers), {}))
+        self.url = f"{self.base}/interviews"
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,13 @@ changes and deletions through an incremental and a complete pass, into the sandb
 from __future__ import annotations
 
 import base64
-import json
-import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import Harness, invoke_cli
+from conftest import Harness, VendorServer, invoke_cli
 
 from connector.config import load_settings
 from connector.errors import ConfigError
@@ -24,41 +21,6 @@ from connector.presets import GREENHOUSE_ALL_DAY
 GH_KEY = "gh-harvest-key-0123456789"
 MERGE_KEY = "merge-production-key-0123456789"
 MERGE_ACCOUNT = "merge-account-token-abcdef"
-
-
-class VendorServer:
-    """An ATS API on 127.0.0.1: `answer(path, query, headers, base_url)` -> (status, body, headers)."""
-
-    def __init__(self, answer: Any) -> None:
-        outer = self
-        self.requests: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                outer.requests.append({"path": parts.path, "query": query, "headers": dict(self.headers)})
-                status, document, headers = answer(parts.path, query, self.headers, outer.base)
-                body = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def upcoming(days: int, hour: int) -> datetime:
