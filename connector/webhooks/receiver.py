@@ -46,6 +46,13 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
 
 
+SAID = {  # the log line of each outcome of a delivery (Intake.receive)
+    "stored": "stored",
+    "duplicate": "duplicate delivery, nothing changed",
+    "stale": "a late delivery of an older state our calls left; the newer one kept",
+}
+
+
 class ReceiverApp:
     """The WSGI application. `intake.receive` does the storing; this checks and answers."""
 
@@ -104,16 +111,11 @@ class ReceiverApp:
         if event is None:
             return 202, {"stored": False, "detail": "not a calendar_event delivery; ignored"}, {}
         outcome = self.intake.receive(event)
-        said = {
-            "stored": "stored",
-            "duplicate": "duplicate delivery, nothing changed",
-            "stale": "a late delivery of an older state our calls left; the newer one kept",
-        }
         log.info(
             "calendar_event %d %s: %s",
             event.event_id,
             event.status,
-            said[outcome],
+            SAID[outcome],
             extra={"event_id": event.event_id, "event": "webhook", "outcome": outcome},
         )
         return 200, {"stored": outcome == "stored", "duplicate": outcome == "duplicate", "stale": outcome == "stale"}, {}
