@@ -15,9 +15,9 @@ from connector.config.values import (
     Section,
     _basic_credential,
     _check_crontab,
+    _header_name,
     _header_value,
     _listen_address,
-    _stripped,
     _usable_path,
 )
 
@@ -207,10 +207,7 @@ class WebhooksConfig(Section):
     @field_validator("header_name", mode="before")
     @classmethod
     def _header_name(cls, value: Any) -> Any:
-        value = _stripped(value, "webhooks.header_name")
-        if isinstance(value, str) and value and not _HEADER_NAME.fullmatch(value):
-            raise ValueError(f"not a valid HTTP header name ({_HEADER_NAME_RULE})")
-        return value
+        return _header_name(value, "webhooks.header_name", required=False)
 
     @field_validator("header_value", mode="before")
     @classmethod

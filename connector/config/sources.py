@@ -16,6 +16,7 @@ from connector.config.values import (
     _basic_credential,
     _check_jmespath,
     _check_since_format,
+    _header_name,
     _header_value,
     _stripped,
     _usable_path,
@@ -52,10 +53,7 @@ class HeaderAuth(Section):
     @field_validator("name", mode="before")
     @classmethod
     def _header_name(cls, value: Any) -> Any:
-        value = _stripped(value, "source.auth.name")
-        if isinstance(value, str) and not _HEADER_NAME.fullmatch(value):
-            raise ValueError(f"not a valid HTTP header name ({_HEADER_NAME_RULE})")
-        return value
+        return _header_name(value, "source.auth.name", required=True)
 
     @field_validator("value", mode="before")
     @classmethod

@@ -150,6 +150,14 @@ def _listen_address(value: str) -> str:
         raise ValueError("expected an IP address to listen on: 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
 
 
+def _header_name(value: Any, key: str, *, required: bool) -> Any:
+    """An HTTP header name (a token); empty allowed unless `required` (then the token rule refuses it)."""
+    value = _stripped(value, key)
+    if isinstance(value, str) and (value or required) and not _HEADER_NAME.fullmatch(value):
+        raise ValueError(f"not a valid HTTP header name ({_HEADER_NAME_RULE})")
+    return value
+
+
 def _header_value(value: Any, key: str, *, required: bool) -> Any:
     """Visible ASCII, with spaces and tabs inside: what every HTTP stack carries in a header value."""
     raw = value.get_secret_value() if isinstance(value, SecretStr) else value
