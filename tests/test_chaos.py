@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from typing import Any
 
 from conftest import Harness, item
 
@@ -46,15 +47,21 @@ def mutate(rng: random.Random, state: dict[str, dict], counter: list[int]) -> No
         del state[rid]
 
 
+# Every call may fail: nothing held back by the guards, quick retries, no circuit breaker.
+CHAOS_SECTIONS: dict[str, dict[str, Any]] = {
+    "sync": {"concurrency": 4, "max_deletes": 10_000, "max_delete_fraction": 1.0},
+    "retry": {"attempts": 4, "retry_after_max_seconds": 0.05, "failed_item_backoff_seconds": [0], "circuit_breaker_failures": 10_000},
+    "jobylon": {"timeout_seconds": 2},
+}
+
+
 def test_repeated_passes_under_faults_converge_exactly(tmp_path, sandbox, state_section):
     started = time.monotonic()
     rng = random.Random(SEED)
     h = Harness(
         tmp_path,
         sandbox,
-        sync={"concurrency": 4, "max_deletes": 10_000, "max_delete_fraction": 1.0},
-        retry={"attempts": 4, "retry_after_max_seconds": 0.05, "failed_item_backoff_seconds": [0], "circuit_breaker_failures": 10_000},
-        jobylon={"timeout_seconds": 2},
+        **CHAOS_SECTIONS,
         state=state_section,
     )
     state = {f"R{i}": item(f"R{i}", days=1 + i % 30, hour=8 + i % 9, title=f"Interview R{i} v0") for i in range(ITEMS)}
@@ -147,9 +154,7 @@ def test_under_faults_with_webhooks_every_in_doubt_create_whose_event_reached_jo
     h = Harness(
         tmp_path,
         sandbox,
-        sync={"concurrency": 4, "max_deletes": 10_000, "max_delete_fraction": 1.0},
-        retry={"attempts": 4, "retry_after_max_seconds": 0.05, "failed_item_backoff_seconds": [0], "circuit_breaker_failures": 10_000},
-        jobylon={"timeout_seconds": 2},
+        **CHAOS_SECTIONS,
         webhooks={"port": 0, "username": user, "password": password, "settle_interval_seconds": 3600},
     )
     service = WebhookService(h.settings, h.store).start()
