@@ -3,6 +3,7 @@ place (`ConnectorGroup.invoke`)."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import sys
@@ -218,4 +219,11 @@ for command in (status, failures, replay, resolve, events, availability_command,
 
 
 def main() -> None:
-    cli(prog_name="connector")
+    try:
+        cli(prog_name="connector")
+    finally:
+        # The command has written and closed everything (click's SystemExit carries the exit code).
+        # Frozen, the collector's passes at interpreter shutdown do not walk every object of the
+        # pass and the imported libraries only for the memory to go back to the OS: 90-180 ms of a
+        # 5,000-create sync after its last answer, 30-45 ms with this (bench, 4 interleaved runs).
+        gc.freeze()
