@@ -144,9 +144,7 @@ def run_process(command: list[str], *, capture_stdout: bool = False, pythonpath:
     The peak RSS comes from GNU time (`/usr/bin/time -f %M`) so that it is the process's own:
     the rusage of a child forked from this (large) benchmark process would count the parent's
     pages it started with. `pythonpath` runs another checkout of the connector (a baseline)."""
-    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    env = measured_env(pythonpath)
     gnu_time = Path("/usr/bin/time")
     if gnu_time.exists():
         command = [str(gnu_time), "-f", "MAXRSS_KB=%M CPU_S=%U %S", *command]
@@ -162,6 +160,28 @@ def run_process(command: list[str], *, capture_stdout: bool = False, pythonpath:
         rss_mb = int(rss.split("=")[1]) // 1024
         cpu_s = sum(float(part) for part in cpu.split())
     return Timed(wall, rss_mb, proc.returncode, started_at, ended_at, proc.stdout or "", cpu_s)
+
+
+def measured_env(pythonpath: str | None = None) -> dict[str, str]:
+    """The environment of a measured process. PYTHONSAFEPATH: `python -m connector` would otherwise
+    put the working directory first on sys.path, so that a bench started from the repository root
+    ran this checkout's connector as the baseline too."""
+    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CONFIG"}
+    env["PYTHONSAFEPATH"] = "1"
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return env
+
+
+def check_checkouts(*checkouts: str | Path | None) -> None:
+    """Stop unless each checkout's `python -m connector` imports that checkout's code."""
+    for checkout in (ROOT, *checkouts):
+        if checkout is None:
+            continue
+        env = measured_env(None if checkout == ROOT else str(checkout))
+        found = subprocess.run([sys.executable, "-c", "import connector; print(connector.__file__)"], capture_output=True, text=True, env=env).stdout.strip()
+        if not Path(found).resolve().is_relative_to(Path(checkout).resolve()):
+            raise SystemExit(f"the connector measured for {checkout} would be {found}")
 
 
 def run_connector(config: Path, *args: str) -> tuple[float, int, int]:

@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, Sandbox, byte_compile, interview, load, median_spread, report, run_process, write_config
+from common import ROOT, Sandbox, byte_compile, check_checkouts, interview, load, median_spread, report, run_process, write_config
 
 
 def busiest_second(stamps: list[float]) -> int:
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR", help="also measure the connector checked out in DIR, interleaved (before and after)")
     args = parser.parse_args()
     byte_compile(ROOT, args.baseline)
+    check_checkouts(args.baseline)
     load_before = load()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as name:

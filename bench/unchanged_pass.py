@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Sandbox, byte_compile, interview, load, median_spread, report, run_connector, run_process, write_config
+from common import ROOT, Sandbox, byte_compile, check_checkouts, interview, load, median_spread, report, run_connector, run_process, write_config
 
 
 def measure(items: int, repeat: int, folder: Path, baseline: str | None = None) -> list[dict[str, float]]:
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR", help="also run the connector checked out in DIR, interleaved (before and after)")
     args = parser.parse_args()
     byte_compile(ROOT, args.baseline)
+    check_checkouts(args.baseline)
     sizes = sorted(args.items or [10_000, 100_000])
     load_before = load()
     results = []
