@@ -28,10 +28,10 @@ from connector.clock import iso, parse_iso
 from connector.config import Settings, load_settings
 from connector.engine import Engine, PassOptions, build_redactor
 from connector.errors import ConfigError, LockedError
-from connector.executor import CrashPoint
 from connector.leader import Leadership
 from connector.logs import setup_logging
 from connector.metrics import Metrics, MetricsServer, PassSchedule
+from connector.recovery import CrashPoint
 from connector.redact import Redactor
 from connector.results import PassResult, is_success
 from connector.store import ProcessLock, open_store

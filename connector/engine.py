@@ -18,11 +18,12 @@ from typing import Any
 from connector.clock import iso, utcnow
 from connector.config import Settings
 from connector.errors import SourceError, StateError
-from connector.executor import CrashPoint, Executor, needs_call, settle_orphaned_intents
+from connector.executor import Executor, needs_call
 from connector.jobylon import JobylonClient
 from connector.mapping import Mapper
 from connector.model import Interview, InvalidItem
 from connector.plan import Delete, Known, Plan, Policy, guard, plan
+from connector.recovery import CrashPoint, settle_orphaned_intents
 from connector.redact import Redactor
 from connector.results import ActionResult, PassResult, empty_counts, is_success, pass_outcome, planned_counts, result_counts
 from connector.retry import RateLimiter

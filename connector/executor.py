@@ -9,7 +9,7 @@ in a record (an operation row, and a failure row for the item), so nothing is dr
     anything else   -> a bug: recorded as a transient failure of that item, the pass goes on
 
 The circuit breaker stops a pass after `retry.circuit_breaker_failures` consecutive transient
-failures. `settle_orphaned_intents` decides what becomes of intents left by a dead process.
+failures. What becomes of the intents a dead process left is `connector.recovery`'s.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ import gc
 import itertools
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +30,7 @@ from connector.errors import JobylonError, LeaseLost, NotFoundError, StateError
 from connector.jobylon import JobylonClient
 from connector.model import Interview, with_marker
 from connector.plan import CALL_ACTIONS, Action, Create, Delete, Invalid, Recreate, Skip, Update
+from connector.recovery import CrashPoint
 from connector.redact import Redactor
 from connector.results import ActionResult
 from connector.retry import next_attempt_at
@@ -47,54 +45,6 @@ Call = Create | Update | Recreate | Delete
 def needs_call(action: Action) -> bool:
     """Whether the action sends a request to Jobylon (a deletion without an event does not)."""
     return isinstance(action, CALL_ACTIONS) and not (isinstance(action, Delete) and action.event_id is None)
-
-
-ORPHANED_CREATE = "the connector stopped after sending this create and before its answer was recorded; the event may or may not exist in Jobylon"
-
-
-def settle_orphaned_intents(store: Store, now: datetime) -> list[tuple[Intent, str]]:
-    """Intents left by a process that died mid-call (the caller holds the process lock, so no live
-    process owns them). A create (POST) may have reached Jobylon: the item becomes `in_doubt`, never
-    re-sent by itself, even if the kill came before the request left (that cannot be told apart
-    safely). An update or delete is idempotent: the intent is closed and the next plan repeats it."""
-    settled = []
-    for intent in store.orphaned_intents():
-        if intent.method == "POST":
-            failure = FailureRecord(kind="in_doubt", message=ORPHANED_CREATE, request=intent.request, content_hash=intent.content_hash)
-            store.record_failure(intent, failure=failure, event_status="in_doubt", now=now)
-            settled.append((intent, "in_doubt"))
-        else:
-            store.close_intent(intent, outcome="interrupted", message="process stopped mid-call; the plan repeats it", now=now)
-            settled.append((intent, "repeat"))
-    return settled
-
-
-@dataclass
-class CrashPoint:
-    """Fault injection for crash tests: `CONNECTOR_CRASH_AT=<when>:<METHOD>:<n>` makes the process
-    SIGKILL itself at the n-th call of that method, `after_intent` (intent written, nothing sent)
-    or `after_response` (Jobylon answered, outcome not yet written). Unset in production."""
-
-    when: str
-    method: str
-    count: int
-    seen: int = 0
-
-    @classmethod
-    def from_env(cls) -> CrashPoint | None:
-        spec = os.environ.get("CONNECTOR_CRASH_AT")
-        if not spec:
-            return None
-        when, method, count = spec.split(":")
-        return cls(when, method.upper(), int(count))
-
-    def reached(self, when: str, method: str) -> None:
-        if method != self.method:
-            return
-        if when == "after_intent":
-            self.seen += 1
-        if when == self.when and self.seen == self.count:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class CircuitBreaker:

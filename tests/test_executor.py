@@ -10,9 +10,10 @@ import pytest
 from conftest import item
 
 from connector.errors import AuthError, ExitCode, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
-from connector.executor import CircuitBreaker, CrashPoint, Executor, needs_call
+from connector.executor import CircuitBreaker, Executor, needs_call
 from connector.model import InvalidItem
 from connector.plan import Create, Delete, Invalid, Skip
+from connector.recovery import CrashPoint
 from connector.results import EXIT_CODES, SUCCESSFUL_OUTCOMES, ActionResult, is_success, pass_outcome
 
 

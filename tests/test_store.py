@@ -9,7 +9,7 @@ import pytest
 from connector import store as store_module
 from connector.clock import utcnow
 from connector.errors import LockedError
-from connector.executor import settle_orphaned_intents
+from connector.recovery import settle_orphaned_intents
 from connector.store import ProcessLock, Store
 
 

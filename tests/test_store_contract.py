@@ -9,7 +9,7 @@ import pytest
 
 from connector.clock import utcnow
 from connector.errors import StateError
-from connector.executor import settle_orphaned_intents
+from connector.recovery import settle_orphaned_intents
 from connector.store import SCHEMA_VERSION, EventState, FailureRecord, Store
 
 
