@@ -1,4 +1,5 @@
-"""The call path: for each planned call, write the intent, call Jobylon, write the outcome.
+"""The call path: for each planned call, write the intent, call Jobylon, write the outcome (a
+worker commits it with its next call's intent: `connector.workers`).
 
 Each action kind's I/O lives in one method (`_create`, `_update`, `_recreate`, `_delete`), chosen
 by the action's name in one table; nothing else dispatches on action types. Every error path ends
@@ -18,7 +19,6 @@ import gc
 import itertools
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +34,9 @@ from connector.recovery import CrashPoint
 from connector.redact import Redactor
 from connector.results import ActionResult
 from connector.retry import next_attempt_at
-from connector.store import EventState, FailureRecord, Intent, Store
+from connector.store import Answered, EventState, FailureRecord, Intent, Store
 from connector.webhooks.payload import state_hash
+from connector.workers import Carried, CircuitBreaker, run_in_threads
 
 log = logging.getLogger("connector.executor")
 
@@ -45,25 +46,6 @@ Call = Create | Update | Recreate | Delete
 def needs_call(action: Action) -> bool:
     """Whether the action sends a request to Jobylon (a deletion without an event does not)."""
     return isinstance(action, CALL_ACTIONS) and not (isinstance(action, Delete) and action.event_id is None)
-
-
-class CircuitBreaker:
-    """Counts consecutive transient failures across the workers of one pass."""
-
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._count = 0
-
-    def failed(self) -> int | None:
-        """Count one transient failure; the run length when it opens the circuit, else None."""
-        with self._lock:
-            self._count += 1
-            return self._count if self._count >= self.threshold else None
 
 
 class Executor:
@@ -88,6 +70,7 @@ class Executor:
         self.breaker = CircuitBreaker(settings.retry.circuit_breaker_failures)
         self.on_progress: Callable[[ActionResult], None] | None = None
         self._stop = threading.Event()
+        self._carried = Carried()  # each worker's answered call, written with its next intent
         self.stop_reason: str | None = None
         self.stop_detail: str | None = None
         self._runners: dict[str, Callable[[int, Any], ActionResult]] = {
@@ -154,8 +137,6 @@ class Executor:
         if not calls:
             return []
         workers = min(self.settings.sync.concurrency, len(calls))
-        if workers == 1:
-            return [self._run_one(run_id, call) for call in calls]
         # `workers` threads take the next call in turn (a pool's future per call, thousands made up
         # front, each with its own lock and condition, cost the pass about as much as the calls' records).
         results: list[ActionResult | None] = [None] * len(calls)
@@ -163,34 +144,33 @@ class Executor:
         turns = itertools.count()  # next() on it is atomic: each index is taken by one thread
 
         def work() -> None:
-            while (index := next(turns)) < len(calls):
+            self._carried.start()
+            try:
+                while (index := next(turns)) < len(calls):
+                    try:
+                        results[index] = self._run_one(run_id, calls[index])
+                    except BaseException as exc:  # a StateError stopped the pass: the others see the stop
+                        raised.append((index, exc))
+                        if not isinstance(exc, Exception):  # Ctrl-C on a single worker (the main thread)
+                            self.stop("interrupted")
+            finally:
+                self._carried.stop()
                 try:
-                    results[index] = self._run_one(run_id, calls[index])
-                except BaseException as exc:  # a StateError stopped the pass: the others see the stop
-                    raised.append((index, exc))
+                    self._write_carried()
+                except StateError as exc:
+                    self.stop("state", str(exc))
+                    raised.append((len(calls), exc))
 
-        # The workers mostly wait on Jobylon; hand the GIL to one whose answer arrived sooner than
-        # the default 5 ms, or each call waits for a busy neighbour on top of its latency.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, 0.0005))
         # The pass's interviews, plan and mappings outlive the calls: frozen, the collector does not
         # walk them again and again while every worker waits for it (each full collection over a
         # 5,000-item pass stopped the calls for 30-50 ms). Unfrozen after, so a service's passes leak nothing.
         gc.freeze()
-        threads = [threading.Thread(target=work, name=f"sync-{number}") for number in range(workers)]
         try:
-            for thread in threads:
-                thread.start()
-            try:
-                for thread in threads:
-                    thread.join()
-            except BaseException:  # Ctrl-C while waiting: finish the calls in flight, start no new one
-                self.stop("interrupted")
-                for thread in threads:
-                    thread.join()
-                raise
+            if workers == 1:
+                work()
+            else:
+                run_in_threads(work, workers, interrupted=lambda: self.stop("interrupted"))
         finally:
-            sys.setswitchinterval(switch)
             gc.unfreeze()
         if raised:
             raise min(raised, key=lambda pair: pair[0])[1]
@@ -228,6 +208,7 @@ class Executor:
         return True
 
     def _unexpected(self, run_id: int, call: Call, exc: Exception) -> ActionResult:
+        self._write_carried()
         log.exception("unexpected error on %s %s", call.name, call.remote_id, extra={"run_id": run_id, "remote_id": call.remote_id})
         message = f"unexpected {type(exc).__name__}: {self.redactor.text(str(exc))}"
         now = self.clock()
@@ -252,7 +233,7 @@ class Executor:
             return self._vanished(run_id, intent, exc, interview)
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="failed")
-        self.store.record_success(intent, state=_synced(interview, call.event_id, self._body(interview.payload, interview)), http_status=200, now=self.clock())
+        self._succeeded(intent, _synced(interview, call.event_id, self._body(interview.payload, interview)), 200)
         self.breaker.reset()
         return ActionResult("update", interview.remote_id, call.event_id, "updated")
 
@@ -264,7 +245,7 @@ class Executor:
             self._answered("DELETE")
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="failed")
-        self.store.record_success(intent, state=EventState(event_id=None, status="pending"), http_status=204, now=self.clock(), resolve=False)
+        self._succeeded(intent, EventState(event_id=None, status="pending"), 204, resolve=False)
         return self._post(run_id, interview, "recreate")
 
     def _delete(self, run_id: int, call: Delete) -> ActionResult:
@@ -275,7 +256,7 @@ class Executor:
             self._answered("DELETE")
         except JobylonError as exc:
             return self._failed(intent, exc, None, event_status="failed")
-        self.store.record_success(intent, state=EventState(event_id=None, status="deleted"), http_status=204 if existed else 404, now=self.clock())
+        self._succeeded(intent, EventState(event_id=None, status="deleted"), 204 if existed else 404)
         self.breaker.reset()
         return ActionResult("delete", call.remote_id, call.event_id, "deleted", "" if existed else "already gone from Jobylon (404)")
 
@@ -289,7 +270,7 @@ class Executor:
             self._answered("POST")
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="in_doubt" if exc.kind == "in_doubt" else "failed")
-        self.store.record_success(intent, state=_synced(interview, event_id, body), http_status=201, now=self.clock(), payload_text=text)
+        self._succeeded(intent, _synced(interview, event_id, body), 201, payload_text=text)
         self.breaker.reset()
         return ActionResult(action, interview.remote_id, event_id, "created" if action == "create" else "recreated")
 
@@ -297,9 +278,10 @@ class Executor:
         """404 on PUT: the event is gone from Jobylon. `sync.on_missing_in_jobylon` decides."""
         forget = self.settings.sync.on_missing_in_jobylon == "forget"
         gone = EventState(event_id=None, status="deleted" if forget else "pending")
-        self.store.record_success(intent, state=gone, http_status=404, now=self.clock(), resolve=False)
+        self._succeeded(intent, gone, 404, resolve=False)
         if not forget:
             return self._post(run_id, interview, "recreate")
+        self._write_carried()
         message = f'event {intent.event_id} no longer exists in Jobylon; mapping forgotten (on_missing_in_jobylon = "forget"); replay to create it again'
         failure = FailureRecord(kind="permanent", message=message, http_status=404, response=exc.response, content_hash=interview.content_hash)
         self.store.record_item_failure(interview.remote_id, "update", failure, self.clock())
@@ -333,10 +315,37 @@ class Executor:
             content_hash=content_hash,
             now=self.clock(),
             request_text=request_text,
+            settle=self._carried.take(),
         )
         if self.crash_point is not None:
             self.crash_point.reached("after_intent", method)
         return intent
+
+    def _succeeded(self, intent: Intent, state: EventState, http_status: int, *, resolve: bool = True, payload_text: str | None = None) -> None:
+        """Record a call's outcome. A pass's worker carries it into the transaction of its next intent
+        (one lock turn and one commit per call, not two; the store writes it alone should that intent
+        fail), or writes it when it has no next call; a write of the worker's that is no intent (an
+        unexpected error's failure, a forgotten mapping's) writes it first."""
+        answered = Answered(intent, state, http_status, self.clock(), resolve, payload_text)
+        self._write_carried()
+        if self._carried.carrying:
+            self._carried.put(answered)
+        else:
+            self._write(answered)
+
+    def _write_carried(self) -> None:
+        if (answered := self._carried.take()) is not None:
+            self._write(answered)
+
+    def _write(self, answered: Answered) -> None:
+        self.store.record_success(
+            answered.intent,
+            state=answered.state,
+            http_status=answered.http_status,
+            now=answered.now,
+            resolve=answered.resolve,
+            payload_text=answered.payload_text,
+        )
 
     def _answered(self, method: str) -> None:
         if self.crash_point is not None:
@@ -346,7 +355,8 @@ class Executor:
         return next_attempt_at(self.store.attempts(remote_id) + 1, list(self.settings.retry.failed_item_backoff_seconds), now)
 
     def _failed(self, intent: Intent, exc: JobylonError, content_hash: str | None, *, event_status: str) -> ActionResult:
-        """Record a failed call as its error class says; stop the pass where it says so."""
+        """Record a failed call as its error class says; stop the pass where it says so (its own
+        intent took any outcome its worker carried)."""
         message = self.redactor.text(exc.message)
         now = self.clock()
         retry_at = None

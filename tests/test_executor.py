@@ -10,11 +10,12 @@ import pytest
 from conftest import item
 
 from connector.errors import AuthError, ExitCode, InDoubtError, JobylonError, NotFoundError, PermanentError, TransientError
-from connector.executor import CircuitBreaker, Executor, needs_call
+from connector.executor import Executor, needs_call
 from connector.model import InvalidItem
 from connector.plan import Create, Delete, Invalid, Skip
 from connector.recovery import CrashPoint
 from connector.results import EXIT_CODES, SUCCESSFUL_OUTCOMES, ActionResult, is_success, pass_outcome
+from connector.workers import CircuitBreaker
 
 
 def _interview(harness, remote_id: str, **changes):
@@ -71,6 +72,35 @@ def test_a_bug_in_one_call_is_recorded_against_its_item_and_the_rest_go_on(harne
     [failure] = harness.store.failures()
     assert failure.remote_id == "B" and failure.kind == "transient" and "unexpected RuntimeError: a bug" in failure.message
     assert failure.next_attempt_at is not None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_answer_is_recorded_once_and_before_its_worker_records_a_later_failure(harness, workers):
+    """A worker carries an answered call's outcome into its next intent: each call still ends in
+    exactly one operation, in order, and the last call of each worker is recorded too."""
+
+    class RefusesB:
+        def __init__(self, client):
+            self.client = client
+
+        def create(self, payload):
+            if payload["title"] == "Interview B":
+                raise PermanentError("422 from Jobylon: title refused", method="POST", http_status=422)
+            return self.client.create(payload)
+
+    engine = harness.engine
+    settings = harness.settings.model_copy(update={"sync": harness.settings.sync.model_copy(update={"concurrency": workers})})
+    executor = Executor(settings, harness.store, RefusesB(engine.client), engine.redactor, clock=lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    calls = [Create(_interview(harness, rid)) for rid in ("A", "B", "C", "D", "E")]
+    results = executor.run_all(harness.store.start_run(datetime.now(UTC)), calls)
+    assert [r.outcome for r in results] == ["created", "failed", "created", "created", "created"]
+    assert harness.store.orphaned_intents() == []
+    operations = sorted(harness.store.operations(), key=lambda o: o.id)
+    assert sorted((o.remote_id, o.outcome) for o in operations) == [("A", "ok"), ("B", "permanent"), ("C", "ok"), ("D", "ok"), ("E", "ok")]
+    if workers == 1:
+        assert [o.remote_id for o in operations] == ["A", "B", "C", "D", "E"]
+    assert {r.remote_id: harness.store.event(r.remote_id).event_id for r in results if r.done} == {r.remote_id: r.event_id for r in results if r.done}
+    assert len(harness.jobylon_events()) == 4
 
 
 def test_a_stopped_executor_starts_no_call_and_says_why(harness):

@@ -8,9 +8,9 @@ import pytest
 
 from connector import store as store_module
 from connector.clock import utcnow
-from connector.errors import LockedError
+from connector.errors import LeaseLost, LockedError
 from connector.recovery import settle_orphaned_intents
-from connector.store import ProcessLock, Store
+from connector.store import Answered, EventState, ProcessLock, Store
 
 
 def test_schema_version_and_tables(tmp_path):
@@ -77,5 +77,53 @@ def test_orphaned_intents_are_settled_by_kind(tmp_path):
         assert failure.remote_id == "A" and failure.kind == "in_doubt" and '"title": "t"' in failure.request
         assert store.orphaned_intents() == []
         assert [o.outcome for o in store.operations()] == ["in_doubt", "interrupted"]
+    finally:
+        store.close()
+
+
+def _intent(store, remote_id, now, settle=None):
+    return store.write_intent(
+        run_id=None, remote_id=remote_id, action="create", method="POST", event_id=None, request={"title": remote_id}, content_hash="h", now=now, settle=settle
+    )
+
+
+def test_an_answered_call_is_committed_with_the_next_intent_outcome_first(tmp_path):
+    store = Store(tmp_path / "c.db")
+    try:
+        now = utcnow()
+        first = _intent(store, "A", now)
+        second = _intent(store, "B", now, settle=Answered(first, EventState(event_id=7, status="synced", payload={"title": "A"}), 201, now))
+        assert [i.remote_id for i in store.orphaned_intents()] == ["B"]
+        assert (store.event("A").event_id, store.event("A").status) == (7, "synced")
+        assert store.event("B").status == "pending"
+        [operation] = store.operations()
+        assert (operation.remote_id, operation.outcome, operation.http_status) == ("A", "ok", 201)
+        assert second.remote_id == "B"
+    finally:
+        store.close()
+
+
+def test_an_outcome_carried_into_a_refused_intent_is_written_on_its_own(tmp_path):
+    """The next intent fails (here the fence of a replica that lost its lease): the answered call's
+    outcome is still recorded, and nothing of the refused intent is."""
+
+    class Fenced(Store):
+        refuse = False
+
+        def _fence(self, db):
+            if self.refuse:
+                raise LeaseLost("the lease of epoch 3 is no longer this replica's; no further call is sent")
+
+    store = Fenced(tmp_path / "c.db")
+    try:
+        now = utcnow()
+        first = _intent(store, "A", now)
+        store.refuse = True
+        with pytest.raises(LeaseLost):
+            _intent(store, "B", now, settle=Answered(first, EventState(event_id=7, status="synced"), 201, now))
+        assert store.orphaned_intents() == []
+        assert (store.event("A").event_id, store.event("A").status) == (7, "synced")
+        assert store.event("B") is None
+        assert [(o.remote_id, o.outcome) for o in store.operations()] == [("A", "ok")]
     finally:
         store.close()

@@ -4,7 +4,7 @@
 from typing import Any
 
 from connector.store.file import ProcessLock
-from connector.store.records import EventRow, EventState, FailureRecord, FailureRow, Intent, OperationRow, RunRow
+from connector.store.records import Answered, EventRow, EventState, FailureRecord, FailureRow, Intent, OperationRow, RunRow
 from connector.store.schema import SCHEMA_VERSION, migrations
 from connector.store.sqlite import Store
 
@@ -22,6 +22,7 @@ def open_store(state: Any, *, redactor: Any = None, create: bool = True) -> Stor
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Answered",
     "EventRow",
     "EventState",
     "FailureRecord",

@@ -46,6 +46,19 @@ class EventState:
 
 
 @dataclass(frozen=True)
+class Answered:
+    """A call Jobylon answered whose outcome is not written yet: `Store.record_success`'s arguments,
+    carried by a worker into the transaction of its next intent (`Store.write_intent(settle=...)`)."""
+
+    intent: Intent
+    state: EventState
+    http_status: int | None
+    now: datetime
+    resolve: bool = True
+    payload_text: str | None = None
+
+
+@dataclass(frozen=True)
 class FailureRecord:
     """A failure to record; the caller decides its kind and when it may be tried again."""
 

@@ -26,7 +26,7 @@ from connector.plan import Known
 from connector.redact import Redactor
 from connector.store.file import ProcessLock, backup, explain, secure_path
 from connector.store.operators import OperatorRecords
-from connector.store.records import EventRow, EventState, FailureRecord, Intent, RunRow
+from connector.store.records import Answered, EventRow, EventState, FailureRecord, Intent, RunRow
 from connector.store.schema import SCHEMA_VERSION, migrations
 
 CHUNK = 500  # ids per IN (...) query, below SQLite's variable limit
@@ -265,39 +265,42 @@ class Store(OperatorRecords):
         content_hash: str | None,
         now: datetime,
         request_text: str | None = None,
+        settle: Answered | None = None,
     ) -> Intent:
         """`request_text`: the JSON of `request` as it is sent, if the caller has it (kept as is when
-        masking changes nothing: a payload is encoded once per call, not once per record)."""
+        masking changes nothing: a payload is encoded once per call, not once per record).
+
+        `settle`: the outcome of the caller's previous call, committed in the same transaction, before
+        this intent: one lock turn and one commit per call instead of two. Should the intent fail (the
+        fence, the disk), that outcome is still written, in a transaction of its own."""
         sent = request
         request = self.redactor.data(request) if request is not None else None
         stored = request_text if request_text is not None and request == sent else (json.dumps(request) if request is not None else None)
-        with self._call_transaction() as db:
-            self._fence(db)
-            intent_id = db.execute(
-                "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid, epoch)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [
-                    run_id,
-                    remote_id,
-                    action,
-                    method,
-                    event_id,
-                    stored,
-                    content_hash,
-                    iso(now),
-                    os.getpid(),
-                    self.epoch,
-                ],
-            ).fetchone()[0]
-            if method == "POST":
-                # A create in flight: the row exists (status pending, no event id) so a crash
-                # leaves a trace even for an interview we never mapped before.
-                db.execute(
-                    """INSERT INTO events(remote_id, event_id, status) VALUES (?, NULL, 'pending')
-                       ON CONFLICT(remote_id) DO UPDATE SET event_id = NULL, status = 'pending'""",
-                    [remote_id],
+        try:
+            with self._call_transaction() as db:
+                if settle is not None:
+                    self._record_success(db, settle)
+                self._fence(db)
+                intent_id = db.execute(
+                    "INSERT INTO intents(run_id, remote_id, action, method, event_id, request, content_hash, started_at, pid, epoch)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [run_id, remote_id, action, method, event_id, stored, content_hash, iso(now), os.getpid(), self.epoch],
+                ).fetchone()[0]
+                if method == "POST":
+                    # A create in flight: the row exists (status pending, no event id) so a crash
+                    # leaves a trace even for an interview we never mapped before.
+                    db.execute(
+                        """INSERT INTO events(remote_id, event_id, status) VALUES (?, NULL, 'pending')
+                           ON CONFLICT(remote_id) DO UPDATE SET event_id = NULL, status = 'pending'""",
+                        [remote_id],
+                    )
+        except BaseException:
+            if settle is not None:
+                self.record_success(
+                    settle.intent, state=settle.state, http_status=settle.http_status, now=settle.now, resolve=settle.resolve, payload_text=settle.payload_text
                 )
-            return Intent(int(intent_id), run_id, remote_id, action, method, event_id, request, content_hash, now)
+            raise
+        return Intent(int(intent_id), run_id, remote_id, action, method, event_id, request, content_hash, now)
 
     def _fence(self, db: Any) -> None:
         """Refuse an intent from a writer that lost its lease: nothing to check with one process per
@@ -308,10 +311,16 @@ class Store(OperatorRecords):
     ) -> None:
         """`payload_text`: the JSON of `state.payload`, if the caller has it (see write_intent)."""
         with self._call_transaction() as db:
-            self._close_intent(db, intent, outcome="ok", http_status=http_status, event_id=state.event_id, message=None, now=now, state_hash=state.state_hash)
-            self._put_event(db, intent.remote_id, state, now, payload_text)
-            if resolve:
-                self._resolve_failures(db, intent.remote_id, now)
+            self._record_success(db, Answered(intent, state, http_status, now, resolve, payload_text))
+
+    def _record_success(self, db: Runner, answered: Answered) -> None:
+        intent, state, now = answered.intent, answered.state, answered.now
+        self._close_intent(
+            db, intent, outcome="ok", http_status=answered.http_status, event_id=state.event_id, message=None, now=now, state_hash=state.state_hash
+        )
+        self._put_event(db, intent.remote_id, state, now, answered.payload_text)
+        if answered.resolve:
+            self._resolve_failures(db, intent.remote_id, now)
 
     def record_failure(self, intent: Intent, *, failure: FailureRecord, event_status: str, now: datetime) -> None:
         """The call failed: log it, open or bump the item's failure, mark the event."""
