@@ -224,10 +224,10 @@ class Executor:
     def _update(self, run_id: int, call: Update) -> ActionResult:
         interview = call.interview
         body = self._body(interview.update_payload, interview)
-        text = json.dumps(body)  # once for the intent's record (the client encodes what it sends)
+        text = json.dumps(body)  # once: for the intent's record and the request
         intent = self._intent(run_id, interview.remote_id, "update", "PUT", call.event_id, body, interview.content_hash, text)
         try:
-            self.client.update(call.event_id, body)
+            self.client.update(call.event_id, body, text=text)
             self._answered("PUT")
         except NotFoundError as exc:
             return self._vanished(run_id, intent, exc, interview)
@@ -263,10 +263,10 @@ class Executor:
     def _post(self, run_id: int, interview: Interview, action: str) -> ActionResult:
         """The create call, for a new event or the second half of a recreate."""
         body = self._body(interview.payload, interview)
-        text = json.dumps(body)  # once for the intent's and the event's records (the client encodes what it sends)
+        text = json.dumps(body)  # once: for the intent's and the event's records and the request
         intent = self._intent(run_id, interview.remote_id, action, "POST", None, body, interview.content_hash, text)
         try:
-            event_id = self.client.create(body)
+            event_id = self.client.create(body, text=text)
             self._answered("POST")
         except JobylonError as exc:
             return self._failed(intent, exc, interview.content_hash, event_status="in_doubt" if exc.kind == "in_doubt" else "failed")

@@ -206,9 +206,10 @@ class JobylonClient:
         if self._pool is not None:
             self._pool.close()
 
-    def create(self, payload: dict[str, Any]) -> int:
-        """POST the event; returns Jobylon's event id."""
-        answer = self._call("POST", self._events_url, payload, None)
+    def create(self, payload: dict[str, Any], *, text: str | None = None) -> int:
+        """POST the event; returns Jobylon's event id. `text`: the payload's JSON, if the caller has
+        encoded it already (the executor does, for the intent's record)."""
+        answer = self._call("POST", self._events_url, payload if text is None else text, None)
         where = f"POST {self._config.events_path}: {answer.status}"
         try:
             event_id = json.loads(answer.body)["id"]
@@ -225,9 +226,9 @@ class JobylonClient:
     def _in_doubt(self, message: str, answer: Answer) -> InDoubtError:
         return InDoubtError(message, method="POST", http_status=answer.status, response=self._keep(answer.text))
 
-    def update(self, event_id: int, payload: dict[str, Any]) -> None:
+    def update(self, event_id: int, payload: dict[str, Any], *, text: str | None = None) -> None:
         try:
-            self._call("PUT", self._event_url(event_id), payload, event_id)
+            self._call("PUT", self._event_url(event_id), payload if text is None else text, event_id)
         except ForbiddenError as exc:
             raise self._confirm_forbidden(exc) from None
 
@@ -315,7 +316,9 @@ class JobylonClient:
     def _event_url(self, event_id: int) -> str:
         return f"{self._events_url}{event_id}/"
 
-    def _call(self, method: str, url: str, body: dict[str, Any] | None, event_id: int | None) -> Answer:
+    def _call(self, method: str, url: str, body: dict[str, Any] | str | None, event_id: int | None) -> Answer:
+        """`body`: the JSON to send, as data or already encoded."""
+
         def attempt() -> Answer:
             return self._send(method, url, body, event_id)
 
@@ -328,11 +331,11 @@ class JobylonClient:
     def _path(self, url: str) -> str:
         return url.removeprefix(self._config.base_url)
 
-    def _send(self, method: str, url: str, body: dict[str, Any] | None, event_id: int | None) -> Answer:
+    def _send(self, method: str, url: str, body: dict[str, Any] | str | None, event_id: int | None) -> Answer:
         self._limiter.acquire()
         where = f"{method} {self._path(url)}"
         context: dict[str, Any] = {"method": method, "event_id": event_id}
-        data = json.dumps(body).encode() if body is not None else None
+        data = (body if isinstance(body, str) else json.dumps(body)).encode() if body is not None else None
         timeout = self._config.timeout_seconds
         try:
             answer = self._exchange(method, url, data, timeout) if self._pool is not None else self._exchange_via_session(method, url, data, timeout)

@@ -60,10 +60,10 @@ def test_a_bug_in_one_call_is_recorded_against_its_item_and_the_rest_go_on(harne
         def __init__(self, client):
             self.client = client
 
-        def create(self, payload):
+        def create(self, payload, text=None):
             if payload["title"] == "Interview B":
                 raise RuntimeError("a bug")
-            return self.client.create(payload)
+            return self.client.create(payload, text=text)
 
     engine = harness.engine
     executor = Executor(harness.settings, harness.store, BrokenForB(engine.client), engine.redactor, clock=lambda: datetime.now(UTC))  # type: ignore[arg-type]
@@ -83,10 +83,10 @@ def test_every_answer_is_recorded_once_and_before_its_worker_records_a_later_fai
         def __init__(self, client):
             self.client = client
 
-        def create(self, payload):
+        def create(self, payload, text=None):
             if payload["title"] == "Interview B":
                 raise PermanentError("422 from Jobylon: title refused", method="POST", http_status=422)
-            return self.client.create(payload)
+            return self.client.create(payload, text=text)
 
     engine = harness.engine
     settings = harness.settings.model_copy(update={"sync": harness.settings.sync.model_copy(update={"concurrency": workers})})

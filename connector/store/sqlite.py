@@ -273,9 +273,13 @@ class Store(OperatorRecords):
         `settle`: the outcome of the caller's previous call, committed in the same transaction, before
         this intent: one lock turn and one commit per call instead of two. Should the intent fail (the
         fence, the disk), that outcome is still written, in a transaction of its own."""
-        sent = request
-        request = self.redactor.data(request) if request is not None else None
-        stored = request_text if request_text is not None and request == sent else (json.dumps(request) if request is not None else None)
+        if request is None:
+            stored = None
+        elif request_text is not None and self.redactor.clean(request_text):
+            stored = request_text
+        else:
+            request = self.redactor.data(request)
+            stored = json.dumps(request)
         try:
             with self._call_transaction() as db:
                 if settle is not None:
@@ -368,8 +372,8 @@ class Store(OperatorRecords):
     def _put_event(self, db: Runner, remote_id: str, state: EventState, now: datetime, payload_text: str | None = None) -> None:
         payload = None
         if state.payload is not None:
-            masked = self.redactor.data(state.payload)
-            payload = payload_text if payload_text is not None and masked == state.payload else json.dumps(masked)
+            clean = payload_text is not None and self.redactor.clean(payload_text)
+            payload = payload_text if clean else json.dumps(self.redactor.data(state.payload))
         db.execute(
             """INSERT INTO events(remote_id, event_id, status, payload, mutable_hash, fixed_hash, starts_at_utc, ends_at_utc,
                                   first_synced_at, last_synced_at, source_updated_at)
