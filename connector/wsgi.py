@@ -8,6 +8,7 @@ import errno
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Any
 
 from waitress.server import create_server
@@ -70,13 +71,17 @@ class WsgiServer:
 
         def close_all() -> None:
             for channel in list(server._map.values()):
-                if channel is server:
-                    server.close()  # the listening socket (its handle_close would log "unhandled close event")
-                else:
-                    channel.handle_close()  # connections, and the trigger's pipe
+                with suppress(OSError):  # a descriptor already gone: the channel leaves the map all the same
+                    if channel is server:
+                        server.close()  # the listening socket (its handle_close would log "unhandled close event")
+                    else:
+                        channel.handle_close()  # connections, and the trigger's pipe
 
         if self._thread.is_alive():
-            server.trigger.pull_trigger(close_all)
+            try:
+                server.trigger.pull_trigger(close_all)
+            except OSError:  # the trigger's pipe is gone (seen once, EBADF, under a loaded test run): close from here
+                close_all()
             self._thread.join(timeout)
         else:
             close_all()

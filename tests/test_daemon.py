@@ -192,8 +192,9 @@ def test_metrics_and_healthz_over_http(daemon_harness):
     h.write([item("A"), item("B", timezone="Nowhere/Land")])
     d = h.start_daemon()
     wait_for(lambda: len(h.jobylon_events()) == 1, what="first sync")
-    metrics = wait_for(lambda: _get(f"http://127.0.0.1:{port}/metrics"), what="metrics endpoint")
-    assert 'connector_actions_total{action="create",outcome="created"} 1.0' in metrics.text
+    created = 'connector_actions_total{action="create",outcome="created"} 1.0'
+    # The event is in Jobylon as soon as its POST is answered; the pass's figures once the pass is recorded.
+    metrics = wait_for(lambda: (m := _get(f"http://127.0.0.1:{port}/metrics")) is not None and created in m.text and m, what="the first pass's metrics")
     assert 'connector_failures_open{kind="permanent"} 1.0' in metrics.text
     assert "connector_pass_duration_seconds_bucket" in metrics.text and "connector_last_success_timestamp_seconds" in metrics.text
     assert "connector_source_items 2.0" in metrics.text
@@ -361,6 +362,24 @@ def test_health_verdict_counts_a_crons_own_runs():
     assert metrics.health(jittered, now=metrics.last_pass_end + timedelta(seconds=44))[0]
     healthy, body = metrics.health(jittered, now=metrics.last_pass_end + timedelta(seconds=46))
     assert not healthy and body["reason"] == "no pass ended in the last 45 s (3 intervals of 15 s)"
+
+
+def test_a_server_whose_wakeup_pipe_is_gone_still_stops():
+    """stop() wakes the server's loop through its trigger pipe; with that pipe already closed (EBADF,
+    seen once in a loaded test run) it closes the sockets itself and the loop ends."""
+    import os
+
+    from connector.metrics import Metrics, MetricsServer
+
+    server = MetricsServer(Metrics(), 0).start()
+    assert requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 503
+    wsgi = server.server
+    os.close(wsgi._server.trigger.trigger)
+    wsgi.stop()
+    wsgi._thread.join(5)
+    assert not wsgi._thread.is_alive()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=2)
 
 
 def test_a_changed_schedule_is_judged_from_the_change():
