@@ -331,21 +331,11 @@ class Executor:
         if self._carried.carrying:
             self._carried.put(answered)
         else:
-            self._write(answered)
+            self.store.record_answered(answered)
 
     def _write_carried(self) -> None:
         if (answered := self._carried.take()) is not None:
-            self._write(answered)
-
-    def _write(self, answered: Answered) -> None:
-        self.store.record_success(
-            answered.intent,
-            state=answered.state,
-            http_status=answered.http_status,
-            now=answered.now,
-            resolve=answered.resolve,
-            payload_text=answered.payload_text,
-        )
+            self.store.record_answered(answered)
 
     def _answered(self, method: str) -> None:
         if self.crash_point is not None:

@@ -287,16 +287,16 @@ def test_the_delivery_of_an_update_checked_while_its_answer_is_being_recorded_is
     sandbox.webhooks.hold()
     store = h.engine.executor.store
     tables = hooked.service.intake.tables
-    record_success, unanswered_bodies = store.record_success, tables.unanswered_bodies
+    record_answered, unanswered_bodies = store.record_answered, tables.unanswered_bodies
     commit, committed = threading.Event(), threading.Event()
 
-    def answered(intent, **kwargs):  # Jobylon applied the PUT and delivers it before its answer is recorded
-        if intent.method != "PUT":
-            return record_success(intent, **kwargs)
+    def answered(outcome):  # Jobylon applied the PUT and delivers it before its answer is recorded
+        if outcome.intent.method != "PUT":
+            return record_answered(outcome)
         sandbox.webhooks.hold(False)
         assert commit.wait(10)
         try:
-            return record_success(intent, **kwargs)
+            return record_answered(outcome)
         finally:
             committed.set()
 
@@ -305,12 +305,12 @@ def test_the_delivery_of_an_update_checked_while_its_answer_is_being_recorded_is
         assert committed.wait(10)
         return unanswered_bodies(remote_id)
 
-    store.record_success, tables.unanswered_bodies = answered, bodies
+    store.record_answered, tables.unanswered_bodies = answered, bodies
     try:
         assert h.sync().counts["updated"] == 1
         assert sandbox.wait_for_webhooks(10)
     finally:
-        store.record_success, tables.unanswered_bodies = record_success, unanswered_bodies
+        store.record_answered, tables.unanswered_bodies = record_answered, unanswered_bodies
     assert commit.is_set() and committed.is_set()
     assert h.store.failures() == []
     (event,) = h.jobylon_events()

@@ -300,9 +300,7 @@ class Store(OperatorRecords):
                     )
         except BaseException:
             if settle is not None:
-                self.record_success(
-                    settle.intent, state=settle.state, http_status=settle.http_status, now=settle.now, resolve=settle.resolve, payload_text=settle.payload_text
-                )
+                self.record_answered(settle)
             raise
         return Intent(int(intent_id), run_id, remote_id, action, method, event_id, request, content_hash, now)
 
@@ -314,8 +312,12 @@ class Store(OperatorRecords):
         self, intent: Intent, *, state: EventState, http_status: int | None, now: datetime, resolve: bool = True, payload_text: str | None = None
     ) -> None:
         """`payload_text`: the JSON of `state.payload`, if the caller has it (see write_intent)."""
+        self.record_answered(Answered(intent, state, http_status, now, resolve, payload_text))
+
+    def record_answered(self, answered: Answered) -> None:
+        """A successful call's outcome, in a transaction of its own."""
         with self._call_transaction() as db:
-            self._record_success(db, Answered(intent, state, http_status, now, resolve, payload_text))
+            self._record_success(db, answered)
 
     def _record_success(self, db: Runner, answered: Answered) -> None:
         intent, state, now = answered.intent, answered.state, answered.now
