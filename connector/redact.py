@@ -16,9 +16,7 @@ class Redactor:
         # Longest first, so a secret that contains another is masked whole.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
         # Each secret as it can appear inside JSON text: raw, and escaped as json.dumps escapes it.
-        self._in_json = sorted(
-            {form for s in self._secrets for form in (s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1])}, key=len, reverse=True
-        )
+        self._in_json = tuple({form for s in self._secrets for form in (s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1])})
 
     def text(self, value: str) -> str:
         for secret in self._secrets:
