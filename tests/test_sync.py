@@ -1,5 +1,6 @@
 """The whole pass end to end: file source -> engine -> real HTTP to the sandbox -> real SQLite."""
 
+import gc
 import time
 
 from conftest import Harness, JsonServer, item, run_cli
@@ -243,6 +244,31 @@ def test_dry_run_sends_and_records_nothing(harness):
     result = harness.sync(dry_run=True)
     assert result.counts["created"] == 1 and harness.api_requests() == 0
     assert harness.store.events() == [] and harness.store.runs() == []
+
+
+def test_every_pass_leaves_the_garbage_collector_as_it_found_it(harness):
+    """A service runs pass after pass in one process: the collector is paused while a pass builds
+    its state and the pass's objects are frozen during its calls, and neither may outlive the pass
+    (frozen objects are never collected; a paused collector never collects anything)."""
+    harness.write([item("A"), item("B")])
+    during_calls = []
+    harness.engine.on_progress = lambda result: during_calls.append((gc.isenabled(), gc.get_freeze_count() > 0))
+    assert harness.sync().counts["created"] == 2
+    assert during_calls == [(True, True), (True, True)]  # collecting the calls' own garbage, not the pass's state
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    harness.write([item("A"), item("B"), item("C")])
+    assert harness.sync(dry_run=True).counts["created"] == 1
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    harness.source_path.write_text("[{")
+    assert harness.sync().outcome == "source_error"
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    harness.write([item("A"), item("B"), item("D")])
+    gc.disable()  # a host program that keeps the collector off gets it back off
+    try:
+        assert harness.sync().counts["created"] == 1
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 def test_sync_cli_prints_summary_and_status(tmp_path, sandbox):
