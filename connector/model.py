@@ -89,11 +89,13 @@ class Interview:
 
     def __post_init__(self) -> None:
         local = self.start.astimezone(zone(self.timezone))
-        # isoformat is the same text as START_TIME_FORMAT for four-digit years, and faster.
-        start_time = local.replace(tzinfo=None).isoformat(timespec="seconds")
+        # The wall time's text: a naive copy's isoformat (START_TIME_FORMAT's text for four-digit
+        # years, no sub-seconds). Built with the constructor, as below: datetime.replace() and
+        # keyword arguments cost several times more, and every interview of every pass pays them.
+        start_time = datetime(local.year, local.month, local.day, local.hour, local.minute, local.second).isoformat()
         set_ = object.__setattr__
         set_(self, "start_time", start_time)
-        set_(self, "ends_at_utc", self.start.astimezone(UTC) + timedelta(minutes=self.duration_minutes))
+        set_(self, "ends_at_utc", self.start.astimezone(UTC) + timedelta(0, 60 * self.duration_minutes))
         # The payload's values, passed straight to the functions mutable_hash(payload) / fixed_hash(payload)
         # use, without building the payload dict.
         set_(
@@ -151,9 +153,17 @@ class Interview:
         return _digest(f"{self.mutable_hash}|{self.fixed_hash}|{self.cancelled}")
 
 
+_BLAKE2B_16 = hashlib.blake2b(digest_size=16)  # copied for each digest: cheaper than a new one with its parameters
+
+
 def _digest(text: str) -> str:
-    # surrogatepass: an invalid item's raw values may hold a lone surrogate; valid text hashes as UTF-8
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # an invalid item's raw values may hold a lone surrogate
+        data = text.encode("utf-8", "surrogatepass")
+    digest = _BLAKE2B_16.copy()
+    digest.update(data)
+    return digest.hexdigest()
 
 
 # The one definition of each hash, called by Interview (from its attributes) and by the functions below

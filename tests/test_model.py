@@ -1,6 +1,7 @@
 """The canonical Interview: validation into it, its payloads, and its hashes (part of the state format)."""
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,6 +12,7 @@ from connector.model import (
     FieldError,
     Interview,
     InvalidItem,
+    _digest,
     fixed_hash,
     mutable_hash,
     payload_hash,
@@ -173,6 +175,21 @@ def test_interview_hashes_agree_with_the_payload_hash_functions(interview):
     attributes: the two must agree for every interview."""
     assert interview.fixed_hash == fixed_hash(interview.payload)
     assert interview.mutable_hash == mutable_hash(interview.payload) == mutable_hash(interview.update_payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(interview=interviews)
+def test_interview_fingerprints_are_the_reference_formulas(interview):
+    """They are computed the fast way (the constructor, a copied hash); these are their definitions,
+    which the stored hashes of every user's database were made with."""
+    local = interview.start.astimezone(ZoneInfo(interview.timezone))
+    assert interview.start_time == local.replace(tzinfo=None).isoformat(timespec="seconds")
+    assert interview.ends_at_utc == interview.start.astimezone(UTC) + timedelta(minutes=interview.duration_minutes)
+
+
+@given(text=st.text(alphabet=st.characters(blacklist_categories=()), max_size=40))
+def test_digest_is_blake2b_of_the_text_with_surrogates_passed(text):
+    assert _digest(text) == hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def test_invalid_item_label_and_message():

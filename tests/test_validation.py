@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.model import Interview, InvalidItem, payload_hash
 from connector.validation import MAX_REMOTE_ID, MAX_TEXT, MAX_TITLE, build_interview, localize, zone
@@ -200,6 +202,30 @@ def test_localize():
     assert localize(datetime(2030, 3, 31, 2, 30), stockholm) is None  # the gap
     first = localize(datetime(2030, 10, 27, 2, 30), stockholm)  # the hour that happens twice
     assert first is not None and first.fold == 0 and first.utcoffset() == timedelta(hours=2)
+
+
+def _reference_localize(wall, tz):
+    """localize's definition, with datetime.replace as it was first written."""
+    aware = wall.replace(tzinfo=tz, fold=0)
+    if aware.utcoffset() == wall.replace(tzinfo=tz, fold=1).utcoffset():
+        return aware
+    return None if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall else aware
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    wall=st.one_of(
+        st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 12, 30)),
+        # the hours around the changes of 2030 (gaps and repeated hours)
+        st.datetimes(min_value=datetime(2030, 3, 8), max_value=datetime(2030, 4, 7)),
+        st.datetimes(min_value=datetime(2030, 10, 25), max_value=datetime(2030, 11, 4)),
+    ),
+    name=st.sampled_from(["Europe/Stockholm", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata", "UTC"]),
+)
+def test_localize_is_its_reference(wall, name):
+    tz = zone(name)
+    found, expected = localize(wall, tz), _reference_localize(wall, tz)
+    assert found == expected and (found is None or (found.fold, found.tzinfo, found.replace(tzinfo=None)) == (0, tz, wall))
 
 
 @pytest.mark.parametrize("minutes, ok", [(0, False), (1, True), (2, True), (479, True), (480, True), (481, False), (-5, False)])
