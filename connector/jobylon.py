@@ -21,10 +21,8 @@ What is never trusted in an answer:
   in is a timeout), and at most ANSWER_MAX_BYTES of an answer are read (more is an invalid answer).
 - Answers are kept for the failure record masked, then cut to RESPONSE_KEEP characters.
 
-The calls go straight over a urllib3 connection pool (`connector.httpread.pool`): the same requests
-on the wire as a requests Session sent, at well under half the CPU per call. Where a proxy may
-apply (a `*_proxy` variable in the environment) a requests Session carries them instead, so
-requests' proxy and `no_proxy` rules still hold.
+Each request and its answer travel through `connector.jobylon_http` (a urllib3 pool, or a requests
+Session where a proxy may apply), which says how far a failed one got.
 """
 
 from __future__ import annotations
@@ -34,11 +32,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
-from urllib.parse import urljoin, urlsplit
-
-import urllib3.exceptions
-import urllib3.util
+from typing import Any
+from urllib.parse import urljoin
 
 from connector import __version__, availability, httpread
 from connector.config import JobylonConfig, RetryConfig
@@ -52,88 +47,15 @@ from connector.errors import (
     PermanentError,
     TransientError,
 )
+from connector.jobylon_http import Answer, JobylonHttp, Lost, TimedOut, TooLarge, TransportFailed, Unreached
 from connector.redact import Redactor
 from connector.retry import RateLimiter, call_with_retries, parse_retry_after
 
 log = logging.getLogger("connector.jobylon")
 RESPONSE_KEEP = 2000  # characters of an answer kept for the failure record (after masking)
-ANSWER_MAX_BYTES = 1 << 20  # what is read of any answer; more is an invalid answer
 EVENT_ID_MAX = 2**63 - 1  # SQLite's largest integer
 PROBE_FRESH_SECONDS = 60.0  # a 403 on one event within this long of an accepted probe needs no new one
 SAFE_TO_REPEAT_STATUSES = {429, 503}  # the server says it did not process the request
-
-
-class Answer(NamedTuple):
-    status: int
-    headers: Any  # case-insensitive: urllib3's HTTPHeaderDict, or requests' dict through a proxy
-    body: bytes
-    encoding: str | None
-
-    @property
-    def text(self) -> str:
-        try:
-            return self.body.decode(self.encoding or "utf-8", errors="replace")
-        except LookupError:  # a charset Python does not know
-            return self.body.decode("utf-8", errors="replace")
-
-
-class _Unreached(Exception):
-    """No connection was made: the request surely did not reach Jobylon."""
-
-
-class _Lost(Exception):
-    """The connection broke after the request may have been sent."""
-
-
-class _TimedOut(Exception):
-    """The whole answer did not arrive within the deadline."""
-
-
-class _TooLarge(Exception):
-    def __init__(self, head: Answer) -> None:
-        self.head = head  # status, headers and the first bytes read
-
-
-class _Failed(Exception):
-    """Any other failure of the transport; the message names its class."""
-
-
-def _encoding(content_type: str | None) -> str | None:
-    """The text encoding of an answer, as requests reads it from Content-Type: the charset named,
-    else ISO-8859-1 for text, UTF-8 for JSON, else none (the caller falls back to UTF-8)."""
-    if not content_type:
-        return None
-    kind, *params = content_type.split(";")
-    for param in params:
-        key, equals, value = param.strip().partition("=")
-        if equals and key.strip("\"' ").lower() == "charset":
-            return value.strip("\"' ")
-    if "text" in kind:
-        return "ISO-8859-1"
-    if "application/json" in kind:
-        return "utf-8"
-    return None
-
-
-def _proxied(url: str) -> bool:
-    """Whether a proxy may apply to `url`: any *_proxy variable in the environment (requests then
-    decides, `no_proxy` included), or user info, a query or a fragment in the URL itself."""
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-        return True
-    return any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value for name, value in os.environ.items())
-
-
-def _is_connect_failure(exc: Any) -> bool:
-    """True when the request never reached the server (no TCP connection was made); `exc` is a
-    requests.ConnectionError."""
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
-    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def _place(url: str, location: str | None) -> str:
@@ -172,39 +94,10 @@ class JobylonClient:
         # The CA bundle requests would read from the environment on every call, read once here.
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         verify: bool | str = (ca_bundle or True) if config.verify_tls else False
-        self.session: Any = None
-        self._pool: Any = None
-        if _proxied(config.base_url):
-            self._open_session(headers, verify, pool_size)
-        else:
-            # Straight over urllib3 (connector.httpread): the same requests on the wire as through a
-            # requests Session, at a fraction of the CPU per call.
-            self._pool = httpread.pool(config.base_url, maxsize=max(pool_size, 1), verify=verify)
-            parts = urlsplit(config.base_url)
-            self._origin = f"{parts.scheme}://{parts.netloc}"
-            self._headers = {**headers, "Accept-Encoding": urllib3.util.make_headers(accept_encoding=True)["accept-encoding"], "Connection": "keep-alive"}
-            self._json_headers = {**self._headers, "Content-Type": "application/json"}
-
-    def _open_session(self, headers: dict[str, str], verify: bool | str, pool_size: int) -> None:
-        """A requests Session, for a proxy (requests' handling of *_proxy and no_proxy)."""
-        import requests
-
-        self.session = requests.Session()
-        adapter = httpread.DeadlineAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        # What requests would read from the environment on every call (proxies, CA bundle),
-        # read once here instead: per call it costs more CPU than the rest of the client.
-        self.session.trust_env = False
-        self.session.proxies = requests.utils.get_environ_proxies(self._config.base_url)
-        self.session.verify = verify
-        self.session.headers.update(headers)
+        self._http = JobylonHttp(config.base_url, headers, verify=verify, pool_size=pool_size)
 
     def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-        if self._pool is not None:
-            self._pool.close()
+        self._http.close()
 
     def create(self, payload: dict[str, Any], *, text: str | None = None) -> int:
         """POST the event; returns Jobylon's event id. `text`: the payload's JSON, if the caller has
@@ -338,77 +231,29 @@ class JobylonClient:
         data = (body if isinstance(body, str) else json.dumps(body)).encode() if body is not None else None
         timeout = self._config.timeout_seconds
         try:
-            answer = self._exchange(method, url, data, timeout) if self._pool is not None else self._exchange_via_session(method, url, data, timeout)
-        except _Unreached:
+            answer = self._http.exchange(method, url, data, timeout)
+        except Unreached:
             raise TransientError(f"{where}: could not connect to Jobylon", **context) from None
-        except _Lost:
+        except Lost:
             if method == "POST":
                 raise InDoubtError(f"{where}: connection lost after the request was sent; the event may or may not exist", **context) from None
             raise TransientError(f"{where}: connection lost", **context) from None
-        except _TimedOut:
+        except TimedOut:
             if method == "POST":
                 raise InDoubtError(f"{where}: no answer within {timeout:g} s; the event may or may not exist", **context) from None
             raise TransientError(f"{where}: no answer within {timeout:g} s", **context) from None
-        except _TooLarge as exc:
+        except TooLarge as exc:
             message = f"{where}: {exc.head.status}, the answer exceeded 1 MiB; stopped reading"
             head = exc.head.text
             details = {**context, "http_status": exc.head.status, "response": self._keep(head) if head else None}
             if method == "POST":
                 raise InDoubtError(f"{message}; the event may or may not exist", **details) from None
             raise TransientError(message, **details) from None
-        except _Failed as exc:
+        except TransportFailed as exc:
             raise TransientError(f"{where}: {exc}", **context) from None
         if 200 <= answer.status < 300:
             return answer
         raise self._error(where, url, answer, context)
-
-    def _exchange(self, method: str, url: str, data: bytes | None, timeout: float) -> Answer:
-        """One request and its whole answer over the pool; transport failures as _Unreached, _Lost,
-        _TimedOut, _TooLarge or _Failed."""
-        headers = self._json_headers if data is not None else self._headers
-        target = url[len(self._origin) :] or "/"
-        try:
-            # An empty body still says Content-Length: 0, as requests does for a DELETE.
-            response, deadline = httpread.request(self._pool, method, target, timeout, body=data if data is not None else b"", headers=headers)
-        except urllib3.exceptions.ConnectTimeoutError:  # NewConnectionError too: no connection was made
-            raise _Unreached() from None
-        except urllib3.exceptions.ReadTimeoutError:
-            raise _TimedOut() from None
-        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError):
-            raise _Lost() from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise _Failed(type(exc).__name__) from None
-        encoding = _encoding(response.headers.get("Content-Type"))
-        try:
-            body = httpread.read_answer(response, deadline, ANSWER_MAX_BYTES)
-        except httpread.BodyBroken:
-            raise _Lost() from None
-        except httpread.BodyTimeout:
-            raise _TimedOut() from None
-        except httpread.BodyTooLarge as exc:
-            raise _TooLarge(Answer(response.status, response.headers, exc.head, encoding)) from None
-        return Answer(response.status, response.headers, body, encoding)
-
-    def _exchange_via_session(self, method: str, url: str, data: bytes | None, timeout: float) -> Answer:
-        """`_exchange` through the requests Session (a proxy)."""
-        import requests
-
-        headers = {"Content-Type": "application/json"} if data is not None else None
-        try:
-            response, deadline = httpread.send(self.session, method, url, timeout, data=data, headers=headers, allow_redirects=False)
-            with response:
-                try:
-                    return Answer(response.status_code, response.headers, httpread.read_body(response, deadline, ANSWER_MAX_BYTES), response.encoding)
-                except httpread.BodyTooLarge as exc:
-                    raise _TooLarge(Answer(response.status_code, response.headers, exc.head, response.encoding)) from None
-        except requests.ConnectionError as exc:
-            raise (_Unreached() if _is_connect_failure(exc) else _Lost()) from None
-        except httpread.BodyBroken:
-            raise _Lost() from None
-        except (requests.Timeout, httpread.BodyTimeout):
-            raise _TimedOut() from None
-        except requests.RequestException as exc:
-            raise _Failed(type(exc).__name__) from None
 
     def _keep(self, text: str) -> str:
         """What is kept of an answer: secrets masked, then cut to RESPONSE_KEEP characters."""
