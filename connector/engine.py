@@ -135,9 +135,9 @@ class Engine:
         complete = False
         try:
             complete, since = self._fetch_mode(options)
+            fetched = self.source.fetch(since=since)
+            complete = fetched.complete
             with _PassCollector() as collector:
-                fetched = self.source.fetch(since=since)
-                complete = fetched.complete
                 return self._plan_and_execute(collector, run_id, fetched.take(), complete, options, started, first_pass)
         except SourceError as exc:
             return self._finish(run_id, "source_error", complete, started, Plan(), error=str(exc))
@@ -360,14 +360,15 @@ class Engine:
 
 
 class _PassCollector:
-    """The cyclic garbage collector around one pass. While the pass builds its state (fetch, map,
-    plan) it does not run: 100,000 interviews and their mappings are long-lived and free of cycles,
-    and its full passes over them as they grow cost about 7% of an unchanged 100,000-item pass
-    (reference counting frees the raw items as before). When the calls begin, what the pass built
-    is frozen and the collector runs again for the calls' own garbage: re-enabled over an unfrozen
-    heap, its first collections walked the whole fetch (5,000 items: 40-80 ms before the first call)
-    and each later full one stopped every worker for 30-50 ms. Unfrozen at the end, so a service's
-    passes leak nothing."""
+    """The cyclic garbage collector around one pass. While the pass builds its state (reads the
+    fetched items, maps them, plans) it does not run: 100,000 interviews and their mappings are
+    long-lived and free of cycles, and its full passes over them as they grow cost about 7% of an
+    unchanged 100,000-item pass (reference counting frees the raw items as before). When the calls
+    begin, what the pass built is frozen and the collector runs again for the calls' own garbage:
+    re-enabled over an unfrozen heap, its first collections walked the whole fetch (5,000 items:
+    40-80 ms before the first call) and each later full one stopped every worker for 30-50 ms.
+    Unfrozen at the end, so a service's passes leak nothing. The collector is the process's: while
+    it is paused, the service's other threads (webhooks, pages) make no collections either."""
 
     def __enter__(self) -> _PassCollector:
         self._enabled = gc.isenabled()
