@@ -127,12 +127,12 @@ def main() -> None:
             source.write_text(json.dumps([interview(n) for n in range(items)]))
             with_peer = not args.no_peer and rate > bound  # a peer without a rate limit says nothing where the limit binds
             runs: dict[str, list[dict[str, float]]] = {"baseline": [], "connector": [], "peer": []}
-            for _ in range(args.repeat):
-                if args.baseline:
-                    runs["baseline"].append(measure("baseline", source, folder, args.latency_ms, args.concurrency, rate, args.baseline))
-                runs["connector"].append(measure("connector", source, folder, args.latency_ms, args.concurrency, rate))
-                if with_peer:
-                    runs["peer"].append(measure("peer", source, folder, args.latency_ms, args.concurrency, rate))
+            who = [name for name, wanted in (("baseline", args.baseline), ("connector", True), ("peer", with_peer)) if wanted]
+            for round_ in range(args.repeat):
+                # The order turns each round: the first process of a round met a different machine
+                # (caches, the sandbox's warm-up) than the last, and a fixed order biased the pairs.
+                for name in who[round_ % len(who) :] + who[: round_ % len(who)]:
+                    runs[name].append(measure(name, source, folder, args.latency_ms, args.concurrency, rate, args.baseline))
             rows += [summarise(who, items, args.latency_ms, args.concurrency, rate, got) for who, got in runs.items() if got]
     headline = "whole_ratio" if args.whole_process else "window_ratio"
     columns = [
