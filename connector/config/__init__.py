@@ -1,5 +1,6 @@
 """The connector's configuration (models in `sections`, `sources`, `mapping`; value rules in `values`;
-loading in `settings`): a TOML file plus `CONNECTOR_<SECTION>__<KEY>` environment overrides.
+the file read and parsed in `file`; loading in `settings`): a TOML file plus
+`CONNECTOR_<SECTION>__<KEY>` environment overrides.
 
 Every section forbids unknown keys, so a typo is an error that names the key instead of a silently
 ignored setting. Secrets are `SecretStr`: they print as `**********` everywhere.
