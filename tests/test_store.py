@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -10,6 +11,7 @@ from connector import store as store_module
 from connector.clock import utcnow
 from connector.errors import LeaseLost, LockedError
 from connector.recovery import settle_orphaned_intents
+from connector.redact import Redactor
 from connector.store import Answered, EventState, ProcessLock, Store
 
 
@@ -100,6 +102,48 @@ def test_an_answered_call_is_committed_with_the_next_intent_outcome_first(tmp_pa
         assert (operation.remote_id, operation.outcome, operation.http_status) == ("A", "ok", 201)
         assert second.remote_id == "B"
     finally:
+        store.close()
+
+
+def test_the_sent_json_is_stored_as_is_only_when_it_holds_no_secret(tmp_path):
+    """The executor hands the store the JSON text it sends: kept as it is when no secret is in it,
+    masked and encoded again when one is (here inside a quoted description)."""
+    secret = "sk-live-0123456789"
+    store = Store(tmp_path / "c.db", redactor=Redactor([secret]))
+    db = sqlite3.connect(tmp_path / "c.db")
+    try:
+        now = utcnow()
+        plain = {"title": "A", "description": "Room 4"}
+        plain_text = json.dumps(plain, separators=(",", ":"))  # a form json.dumps would not give again
+        leaky = {"title": "B", "description": f'the key is "{secret}"'}
+        leaky_text = json.dumps(leaky)
+
+        def intent(remote_id, request, text, settle=None):
+            return store.write_intent(
+                run_id=None,
+                remote_id=remote_id,
+                action="create",
+                method="POST",
+                event_id=None,
+                request=request,
+                content_hash="h",
+                now=now,
+                request_text=text,
+                settle=settle,
+            )
+
+        first, second = intent("A", plain, plain_text), intent("B", leaky, leaky_text)
+        stored_requests = dict(db.execute("SELECT remote_id, request FROM intents"))
+        assert stored_requests["A"] == plain_text
+        assert secret not in stored_requests["B"] and json.loads(stored_requests["B"])["title"] == "B"
+        assert first.request == plain and secret not in json.dumps(second.request)
+        intent("C", plain, plain_text, settle=Answered(first, EventState(event_id=7, status="synced", payload=plain), 201, now, payload_text=plain_text))
+        store.record_answered(Answered(second, EventState(event_id=8, status="synced", payload=leaky), 201, now, payload_text=leaky_text))
+        payloads = dict(db.execute("SELECT remote_id, payload FROM events WHERE payload IS NOT NULL"))
+        assert payloads["A"] == plain_text
+        assert secret not in payloads["B"] and json.loads(payloads["B"])["title"] == "B"
+    finally:
+        db.close()
         store.close()
 
 
