@@ -49,6 +49,14 @@ class Redactor:
         only sends the value through `data`."""
         return not any(form in text for form in self._in_json)
 
+    def masked_json(self, value: Any, text: str | None = None) -> tuple[Any, str]:
+        """`value` with its secrets masked, and its JSON text. `text` is `json.dumps(value)` if the
+        caller has it: kept as it is when it holds no secret, so a payload is encoded once."""
+        if text is not None and self.clean(text):
+            return value, text
+        masked = self.data(value)
+        return masked, json.dumps(masked)
+
     def data(self, value: Any) -> Any:
         """Redact every string inside a JSON-like structure."""
         if isinstance(value, str):

@@ -54,13 +54,9 @@ class CallRecords:
         `settle`: the outcome of the caller's previous call, committed in the same transaction, before
         this intent: one lock turn and one commit per call instead of two. Should the intent fail (the
         fence, the disk), that outcome is still written, in a transaction of its own."""
-        if request is None:
-            stored = None
-        elif request_text is not None and self.redactor.clean(request_text):
-            stored = request_text
-        else:
-            request = self.redactor.data(request)
-            stored = json.dumps(request)
+        stored = None
+        if request is not None:
+            request, stored = self.redactor.masked_json(request, request_text)
         try:
             with self._call_transaction() as db:
                 if settle is not None:
@@ -153,10 +149,7 @@ class CallRecords:
         )
 
     def _put_event(self, db: Runner, remote_id: str, state: EventState, now: datetime, payload_text: str | None = None) -> None:
-        payload = None
-        if state.payload is not None:
-            clean = payload_text is not None and self.redactor.clean(payload_text)
-            payload = payload_text if clean else json.dumps(self.redactor.data(state.payload))
+        payload = self.redactor.masked_json(state.payload, payload_text)[1] if state.payload is not None else None
         db.execute(
             """INSERT INTO events(remote_id, event_id, status, payload, mutable_hash, fixed_hash, starts_at_utc, ends_at_utc,
                                   first_synced_at, last_synced_at, source_updated_at)
