@@ -13,9 +13,9 @@ class PassCollector:
     begin, what the pass built is frozen and the collector runs again for the calls' own garbage:
     re-enabled over an unfrozen heap, its first collections walked the whole fetch (the plan of
     5,000 creates took 75-90 ms instead of 9-13) and each later full one stopped every worker for
-    30-50 ms.
-    Unfrozen at the end, so a service's passes leak nothing. The collector is the process's: while
-    it is paused, the service's other threads (webhooks, pages) make no collections either."""
+    30-50 ms. Unfrozen at the end, so a service's passes leak nothing. The collector is the
+    process's: while it is paused, the service's other threads (webhooks, pages) make no collections
+    either."""
 
     def __enter__(self) -> PassCollector:
         self._enabled = gc.isenabled()
